@@ -48,7 +48,6 @@ from service.domain.schedules.describe import (
 from service.domain.schedules.evaluate import rate_fire_times
 from service.domain.schedules.rrule import RRuleSchedule, native_cron, parse_rrule
 from service.domain.schedules.unix_cron import (
-    looks_like_unix_cron,
     parse_unix_cron,
     render_values,
 )
@@ -518,11 +517,6 @@ def _build_cron(
             return _cron_built(text, zone)
         if text.startswith(("rate(", "at(")):
             raise InvalidSchedule("expression", f"{text!r} is not cron: use kind 'rate' or 'once'")
-        if not looks_like_unix_cron(text):
-            raise InvalidSchedule(
-                "expression",
-                f"{text!r} is neither unix cron (5 fields or @daily...) nor AWS cron(...)",
-            )
         unix = parse_unix_cron(text, "unix cron")
     except InvalidSchedule as exc:
         raise InvalidSchedule("schedule.expression", str(exc)) from exc

@@ -120,10 +120,10 @@ def parse_rrule(
             line_start, line_zone = _parse_dtstart_line(line)
         elif upper.startswith("RRULE:"):
             rule_line = line[len("RRULE:") :]
-        elif upper.startswith("FREQ=") or ";FREQ=" in upper:
-            rule_line = line
-        else:
+        elif ":" in line:
             raise InvalidSchedule(FIELD, f"{line!r}: only DTSTART and RRULE lines are supported")
+        else:
+            rule_line = line
     if rule_line is None:
         raise InvalidSchedule(FIELD, "has no RRULE (FREQ=...)")
     if timezone is not None and line_zone is not None and timezone != line_zone:

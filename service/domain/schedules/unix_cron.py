@@ -94,11 +94,6 @@ class UnixCron:
         return text if len(text) <= MAX_EXPRESSION_LENGTH else None
 
 
-def looks_like_unix_cron(text: str) -> bool:
-    stripped = text.strip()
-    return stripped.startswith("@") or len(stripped.split()) == 5
-
-
 def parse_unix_cron(text: str, field: str = "expression") -> UnixCron:
     """Parse a 5-field unix cron expression or an @preset; InvalidSchedule names the field."""
     source = text.strip()
