@@ -13,8 +13,8 @@ from service.domain.schedules import CompiledSchedule, ScheduleSpec, compile_sch
 NOW = datetime(2026, 11, 23, 5, 0, tzinfo=UTC)  # a Monday
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def compiled(spec: dict[str, Any], now: datetime = NOW) -> CompiledSchedule:
