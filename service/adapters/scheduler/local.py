@@ -1,0 +1,132 @@
+"""The `local` backend: schedule definitions kept in the database, with EventBridge's semantics
+and errors, so the rest of the service cannot tell it from AWS. The embedded engine fires them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.adapters.db.models import LocalSchedule
+from service.domain.errors import Conflict, NotFound
+from service.domain.provisioning import ScheduleDefinition, ScheduleInfo, ScheduleSummary
+from service.domain.schedules import parse_aws_expression
+from service.domain.schedules._zones import load_zone
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LocalSchedulerBackend:
+    """SchedulerBackend over the `local_schedules` table; ARNs look like EventBridge's."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        group: str = "timebridge",
+        region: str = "local",
+        account: str = "000000000000",
+        clock: Clock = _utc_now,
+    ) -> None:
+        self._sessions = sessions
+        self._group = group
+        self._arn_prefix = f"arn:aws:scheduler:{region}:{account}:schedule/{group}/"
+        self._clock = clock
+
+    def _validate(self, definition: ScheduleDefinition) -> None:
+        # The same checks AWS makes before accepting a schedule.
+        parse_aws_expression(definition.expression)
+        load_zone(definition.expression_timezone, "ScheduleExpressionTimezone")
+
+    def create(self, definition: ScheduleDefinition, *, client_token: str) -> str:
+        self._validate(definition)
+        now = self._clock()
+        row = LocalSchedule(
+            name=definition.name,
+            arn=self._arn_prefix + definition.name,
+            client_token=client_token,
+            created_at=now,
+            updated_at=now,
+        )
+        _copy_into(row, definition)
+        with self._sessions() as session:
+            existing = session.get(LocalSchedule, definition.name)
+            if existing is not None:
+                if existing.client_token == client_token:  # an idempotent retry
+                    return existing.arn
+                raise Conflict(f"schedule {definition.name} already exists")
+            session.add(row)
+            try:
+                session.commit()
+            except IntegrityError as exc:
+                raise Conflict(f"schedule {definition.name} already exists") from exc
+        return row.arn
+
+    def get(self, name: str) -> ScheduleInfo | None:
+        with self._sessions() as session:
+            row = session.get(LocalSchedule, name)
+            return None if row is None else ScheduleInfo(_definition_of(row), row.arn)
+
+    def update(self, definition: ScheduleDefinition) -> str:
+        self._validate(definition)
+        with self._sessions() as session:
+            row = session.get(LocalSchedule, definition.name, with_for_update=True)
+            if row is None:
+                raise NotFound(f"schedule {definition.name} does not exist")
+            _copy_into(row, definition)
+            row.updated_at = self._clock()
+            session.commit()
+            return row.arn
+
+    def delete(self, name: str) -> bool:
+        with self._sessions() as session:
+            row = session.get(LocalSchedule, name, with_for_update=True)
+            if row is None:
+                return False
+            session.delete(row)
+            session.commit()
+            return True
+
+    def list(self) -> Iterator[ScheduleSummary]:
+        with self._sessions() as session:
+            rows = session.execute(
+                select(LocalSchedule.name, LocalSchedule.arn, LocalSchedule.enabled).order_by(
+                    LocalSchedule.name
+                )
+            ).all()
+        for name, arn, enabled in rows:
+            yield ScheduleSummary(name=name, arn=arn, enabled=enabled)
+
+
+def _copy_into(row: LocalSchedule, definition: ScheduleDefinition) -> None:
+    row.expression = definition.expression
+    row.expression_timezone = definition.expression_timezone
+    row.input = definition.input
+    row.enabled = definition.enabled
+    row.start_at = definition.start
+    row.end_at = definition.end
+    row.flexible_window_minutes = definition.flexible_window_minutes
+    row.delete_after_completion = definition.delete_after_completion
+    row.description = definition.description
+
+
+def _definition_of(row: LocalSchedule) -> ScheduleDefinition:
+    return ScheduleDefinition(
+        name=row.name,
+        expression=row.expression,
+        expression_timezone=row.expression_timezone,
+        input=row.input,
+        enabled=row.enabled,
+        start=row.start_at,
+        end=row.end_at,
+        flexible_window_minutes=row.flexible_window_minutes,
+        delete_after_completion=row.delete_after_completion,
+        description=row.description,
+    )

@@ -1,0 +1,433 @@
+"""Task use cases: create, read, list, update, pause, resume, cancel, batch.
+
+The database is the truth and the scheduler backend is made to match it:
+- create is two-phase: the row is committed as `provisioning`, the schedule is created with a
+  ClientToken, the row becomes `scheduled` with its ARN. A failed backend call removes the row
+  again (nothing claims a schedule); a crash in between leaves a row the reconciler finishes.
+- update, pause, resume and cancel change the row and the schedule inside one transaction that
+  holds the row: a backend failure rolls the row back, and a crash after the backend call but
+  before the commit leaves drift that the reconciler repairs toward the row. The row's changes
+  are flushed only at commit, after the backend call, so on SQLite the local backend (same file)
+  is never blocked by our own write lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.adapters.db.models import IdempotencyRecord, Task
+from service.domain import tasks as rules
+from service.domain.errors import Conflict, InvalidRequest, InvalidSchedule, NotFound
+from service.domain.provisioning import (
+    ScheduleDefinition,
+    SchedulerBackend,
+    client_token_for,
+    schedule_name_for,
+)
+from service.domain.schedules import CompiledSchedule, compile_schedule
+
+Clock = Callable[[], datetime]
+_TICK = timedelta(microseconds=1)
+TASK_FIELDS = {"name", "schedule", "target", "retry", "callback", "metadata"}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def definition_for(task: Task) -> ScheduleDefinition:
+    """The schedule a task row wants, from the row alone (the reconciler compares with it)."""
+    assert task.aws_expression is not None
+    return ScheduleDefinition(
+        name=task.schedule_name,
+        expression=task.aws_expression,
+        expression_timezone=task.expression_timezone,
+        input=rules.schedule_input(
+            task_id=task.id, tenant_id=task.tenant_id, target=task.target, callback=task.callback
+        ),
+        enabled=task.enabled,
+        start=task.start_at if task.mode == "native" else None,
+        end=task.end_at if task.mode == "native" else None,
+        flexible_window_minutes=task.flexible_window_minutes,
+        delete_after_completion=task.kind in ("immediate", "once", "delay"),
+        description=f"Timebridge task {task.id} ({task.name})"[:512],
+    )
+
+
+def task_view(task: Task, *, now: datetime, count: int = 5) -> dict[str, Any]:
+    """The task as the API returns it: secrets redacted, next fires computed."""
+    fires: list[str] = []
+    if task.status in (rules.SCHEDULED, rules.PROVISIONING) and task.enabled:
+        try:
+            compiled = compile_schedule(task.schedule, now=task.created_at)
+            fires = [
+                f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in compiled.next_fire_times(now - _TICK, count)
+            ]
+        except InvalidSchedule:  # pragma: no cover - stored schedules compiled once already
+            fires = []
+    return {
+        "id": task.id,
+        "name": task.name,
+        "status": task.status,
+        "mode": task.mode,
+        "schedule": task.schedule,
+        "aws_expression": task.aws_expression,
+        "timezone": task.timezone,
+        "schedule_name": task.schedule_name,
+        "schedule_arn": task.schedule_arn,
+        "next_fire_times": fires,
+        "target": rules.redact_target(task.target),
+        "retry": task.retry,
+        "callback": task.callback,
+        "metadata": task.task_metadata,
+        "version": task.version,
+        "last_error": task.last_error,
+        "created_at": f"{task.created_at:%Y-%m-%dT%H:%M:%S.%fZ}",
+        "updated_at": f"{task.updated_at:%Y-%m-%dT%H:%M:%S.%fZ}",
+    }
+
+
+class TaskService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        backend: SchedulerBackend,
+        *,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.sessions = sessions
+        self.backend = backend
+        self.clock = clock
+
+    # --- create ------------------------------------------------------------------------------
+
+    def create(
+        self, tenant_id: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Create a task and its schedule. Returns (task view, created) where created is False
+        when an earlier request with the same Idempotency-Key made it."""
+        now = self.clock()
+        task = self._new_task(tenant_id, body, now)
+        request_hash = _hash_body(body)
+        with self.sessions() as session:
+            if idempotency_key is not None:
+                earlier = self._replay(session, tenant_id, idempotency_key, request_hash, now)
+                if earlier is not None:
+                    return earlier, False
+                session.add(
+                    IdempotencyRecord(
+                        id=str(uuid.uuid4()),
+                        tenant_id=tenant_id,
+                        key=idempotency_key,
+                        request_hash=request_hash,
+                        task_id=task.id,
+                        created_at=now,
+                    )
+                )
+            session.add(task)
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                if idempotency_key is None:
+                    raise
+                earlier = self._replay(session, tenant_id, idempotency_key, request_hash, now)
+                if earlier is None:
+                    raise
+                return earlier, False
+        definition = definition_for(task)
+        try:
+            arn = self._create_schedule(definition, task)
+        except Exception:
+            self._forget(task.id)
+            raise
+        with self.sessions() as session:
+            row = session.get(Task, task.id, with_for_update=True)
+            assert row is not None
+            if row.status == rules.PROVISIONING:
+                row.status = rules.SCHEDULED if row.enabled else rules.PAUSED
+            row.schedule_arn = arn
+            row.updated_at = self.clock()
+            session.commit()
+            return task_view(row, now=self.clock()), True
+
+    def _create_schedule(self, definition: ScheduleDefinition, task: Task) -> str:
+        try:
+            return self.backend.create(
+                definition, client_token=client_token_for(task.id, task.version)
+            )
+        except Conflict:
+            # Already there: an earlier attempt (or the reconciler) made it. Adopt it.
+            existing = self.backend.get(definition.name)
+            if existing is None:
+                raise
+            if existing.definition != definition:
+                return self.backend.update(definition)
+            return existing.arn
+
+    def _forget(self, task_id: str) -> None:
+        with self.sessions() as session:
+            session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.task_id == task_id))
+            session.execute(delete(Task).where(Task.id == task_id))
+            session.commit()
+
+    def _replay(
+        self, session: Session, tenant_id: str, key: str, request_hash: str, now: datetime
+    ) -> dict[str, Any] | None:
+        record = session.scalar(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.key == key
+            )
+        )
+        if record is None:
+            return None
+        if record.request_hash != request_hash:
+            raise Conflict("this Idempotency-Key was used with a different request body")
+        task = session.get(Task, record.task_id)
+        if task is None:
+            return None
+        return task_view(task, now=now)
+
+    def _new_task(self, tenant_id: str, body: Mapping[str, Any], now: datetime) -> Task:
+        fields = self._validated(body, now, partial=False)
+        task_id = str(uuid.uuid4())
+        task = Task(
+            id=task_id,
+            tenant_id=tenant_id,
+            status=rules.PROVISIONING,
+            enabled=True,
+            version=1,
+            schedule_name=schedule_name_for(task_id),
+            created_at=now,
+            updated_at=now,
+        )
+        self._apply(task, fields, now)
+        rules.schedule_input(
+            task_id=task.id, tenant_id=tenant_id, target=task.target, callback=task.callback
+        )
+        return task
+
+    def _validated(
+        self, body: Mapping[str, Any], now: datetime, *, partial: bool
+    ) -> dict[str, Any]:
+        if not isinstance(body, Mapping):
+            raise InvalidRequest("body", "must be a JSON object")
+        unknown = set(body) - TASK_FIELDS
+        if unknown:
+            raise InvalidRequest(sorted(unknown)[0], "is not a task field")
+        out: dict[str, Any] = {}
+        if "name" in body or not partial:
+            name = body.get("name")
+            if not isinstance(name, str) or not 1 <= len(name.strip()) <= 255:
+                raise InvalidRequest("name", "is required: 1-255 characters")
+            out["name"] = name.strip()
+        if "schedule" in body or not partial:
+            schedule = body.get("schedule")
+            if not isinstance(schedule, Mapping):
+                raise InvalidSchedule("schedule", "is required: an object with a kind")
+            compiled = compile_schedule(schedule, now=now)
+            if not compiled.next_fire_times(now - _TICK, 1):
+                raise InvalidSchedule(
+                    "schedule", "never fires after now; " + "; ".join(compiled.warnings)
+                )
+            out["schedule"] = dict(schedule)
+            out["compiled"] = compiled
+        if "target" in body or not partial:
+            target = body.get("target")
+            if not isinstance(target, Mapping):
+                raise InvalidRequest("target", "is required: an object with a url")
+            out["target"] = rules.normalize_target(target)
+        if "retry" in body or not partial:
+            retry = body.get("retry")
+            if retry is not None and not isinstance(retry, Mapping):
+                raise InvalidRequest("retry", "must be an object")
+            out["retry"] = rules.normalize_retry(retry)
+        if "callback" in body or not partial:
+            callback = body.get("callback")
+            if callback is not None and not isinstance(callback, Mapping):
+                raise InvalidRequest("callback", "must be an object")
+            out["callback"] = rules.normalize_callback(callback)
+        if "metadata" in body or not partial:
+            metadata = body.get("metadata") or {}
+            if not isinstance(metadata, Mapping):
+                raise InvalidRequest("metadata", "must be an object")
+            out["metadata"] = dict(metadata)
+        return out
+
+    def _apply(self, task: Task, fields: Mapping[str, Any], now: datetime) -> None:
+        for key in ("name", "target", "retry", "callback"):
+            if key in fields:
+                setattr(task, key, fields[key])
+        if "metadata" in fields:
+            task.task_metadata = fields["metadata"]
+        compiled: CompiledSchedule | None = fields.get("compiled")
+        if compiled is not None:
+            task.schedule = fields["schedule"]
+            task.kind = compiled.kind
+            task.mode = compiled.mode
+            task.timezone = compiled.timezone
+            task.aws_expression = compiled.aws_expression_after(now - _TICK)
+            task.expression_timezone = compiled.expression_timezone
+            task.start_at = compiled.start
+            task.end_at = compiled.end
+            task.flexible_window_minutes = compiled.flexible_window_minutes
+            upcoming = compiled.next_fire_times(now - _TICK, 1)
+            task.next_fire_at = upcoming[0] if upcoming else None
+
+    # --- read --------------------------------------------------------------------------------
+
+    def get(self, tenant_id: str, task_id: str) -> dict[str, Any]:
+        with self.sessions() as session:
+            return task_view(self._owned(session, tenant_id, task_id), now=self.clock())
+
+    def _owned(self, session: Session, tenant_id: str, task_id: str, *, lock: bool = False) -> Task:
+        task = session.get(Task, task_id, with_for_update=lock) if _is_uuid(task_id) else None
+        if task is None or task.tenant_id != tenant_id:
+            raise NotFound(f"task {task_id} not found")
+        return task
+
+    def list(
+        self,
+        tenant_id: str,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """Newest first; `cursor` is the opaque value of the previous page's next_cursor."""
+        if status is not None and status not in rules.TASK_STATUSES:
+            raise InvalidRequest("status", f"must be one of {', '.join(rules.TASK_STATUSES)}")
+        if not 1 <= limit <= 500:
+            raise InvalidRequest("limit", "must be 1-500")
+        query = select(Task).where(Task.tenant_id == tenant_id)
+        if status is not None:
+            query = query.where(Task.status == status)
+        if name is not None:
+            query = query.where(Task.name == name)
+        if cursor is not None:
+            created, last_id = _decode_cursor(cursor)
+            query = query.where(
+                (Task.created_at < created) | ((Task.created_at == created) & (Task.id < last_id))
+            )
+        query = query.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit + 1)
+        now = self.clock()
+        with self.sessions() as session:
+            rows = list(session.scalars(query))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1]) if more and rows else None
+        return TaskPage([task_view(t, now=now) for t in rows], next_cursor)
+
+    # --- change ------------------------------------------------------------------------------
+
+    def update(self, tenant_id: str, task_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        now = self.clock()
+        fields = self._validated(body, now, partial=True)
+        with self.sessions() as session:
+            task = self._owned(session, tenant_id, task_id, lock=True)
+            self._require_live(task, "updated")
+            self._apply(task, fields, now)
+            rules.schedule_input(
+                task_id=task.id, tenant_id=tenant_id, target=task.target, callback=task.callback
+            )
+            task.version += 1
+            task.updated_at = now
+            task.schedule_arn = self._push(task)
+            session.commit()
+            return task_view(task, now=now)
+
+    def pause(self, tenant_id: str, task_id: str) -> dict[str, Any]:
+        return self._set_enabled(tenant_id, task_id, enabled=False)
+
+    def resume(self, tenant_id: str, task_id: str) -> dict[str, Any]:
+        return self._set_enabled(tenant_id, task_id, enabled=True)
+
+    def _set_enabled(self, tenant_id: str, task_id: str, *, enabled: bool) -> dict[str, Any]:
+        now = self.clock()
+        with self.sessions() as session:
+            task = self._owned(session, tenant_id, task_id, lock=True)
+            self._require_live(task, "resumed" if enabled else "paused")
+            if task.enabled == enabled and task.status != rules.PROVISIONING:
+                return task_view(task, now=now)
+            task.enabled = enabled
+            if task.status != rules.PROVISIONING:
+                task.status = rules.SCHEDULED if enabled else rules.PAUSED
+            task.version += 1
+            task.updated_at = now
+            task.schedule_arn = self._push(task)
+            session.commit()
+            return task_view(task, now=now)
+
+    def cancel(self, tenant_id: str, task_id: str) -> dict[str, Any]:
+        """Cancel: delete the schedule (not-found counts as done) and keep the task and history."""
+        now = self.clock()
+        with self.sessions() as session:
+            task = self._owned(session, tenant_id, task_id, lock=True)
+            if task.status in rules.TERMINAL_STATUSES:
+                return task_view(task, now=now)
+            task.status = rules.CANCELLED
+            task.enabled = False
+            task.next_fire_at = None
+            task.version += 1
+            task.updated_at = now
+            self.backend.delete(task.schedule_name)
+            session.commit()
+            return task_view(task, now=now)
+
+    def _require_live(self, task: Task, action: str) -> None:
+        if task.status in rules.TERMINAL_STATUSES:
+            raise Conflict(f"task {task.id} is {task.status} and cannot be {action}")
+
+    def _push(self, task: Task) -> str:
+        """Make the backend hold the row's schedule (create it if it vanished)."""
+        definition = definition_for(task)
+        try:
+            return self.backend.update(definition)
+        except NotFound:
+            return self.backend.create(
+                definition, client_token=client_token_for(task.id, task.version)
+            )
+
+
+def _hash_body(body: Mapping[str, Any]) -> str:
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _encode_cursor(task: Task) -> str:
+    return f"{task.created_at:%Y%m%dT%H%M%S%f}_{task.id}"
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    stamp, _, task_id = cursor.partition("_")
+    try:
+        created = datetime.strptime(stamp, "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise InvalidRequest("cursor", "is not a cursor this API returned") from exc
+    if not _is_uuid(task_id):
+        raise InvalidRequest("cursor", "is not a cursor this API returned")
+    return created, task_id

@@ -1,0 +1,90 @@
+"""The scheduler backend port and the value objects that cross it.
+
+One task is one schedule. Its name is derived from the task id, so a row and its schedule find
+each other without a lookup table, and schedule names can never collide across tenants. A
+ClientToken of task id + version makes a retried create or update idempotent on AWS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+SCHEDULE_NAME_PREFIX = "tb-"
+
+
+def schedule_name_for(task_id: str) -> str:
+    """`tb-<task id without dashes>`: 35 characters, inside AWS's 1-64 [0-9a-zA-Z-_.]."""
+    return SCHEDULE_NAME_PREFIX + task_id.replace("-", "")
+
+
+def task_id_for(schedule_name: str) -> str | None:
+    """The task id a schedule name was derived from, or None for a name we did not make."""
+    if not schedule_name.startswith(SCHEDULE_NAME_PREFIX):
+        return None
+    raw = schedule_name[len(SCHEDULE_NAME_PREFIX) :]
+    if len(raw) != 32 or any(c not in "0123456789abcdef" for c in raw):
+        return None
+    return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+
+
+def client_token_for(task_id: str, version: int) -> str:
+    return f"{task_id.replace('-', '')}-{version}"
+
+
+@dataclass(frozen=True)
+class ScheduleDefinition:
+    """Everything a backend needs to create or replace one schedule."""
+
+    name: str
+    expression: str
+    expression_timezone: str
+    input: str  # JSON text handed to the target at fire time
+    enabled: bool = True
+    start: datetime | None = None
+    end: datetime | None = None
+    flexible_window_minutes: int | None = None
+    delete_after_completion: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """A schedule as the backend reports it."""
+
+    definition: ScheduleDefinition
+    arn: str
+
+
+@dataclass(frozen=True)
+class ScheduleSummary:
+    """One row of a backend listing (ListSchedules carries no expression or input)."""
+
+    name: str
+    arn: str
+    enabled: bool
+
+
+class SchedulerBackend(Protocol):
+    """Where schedules live: EventBridge Scheduler, or the local engine's table.
+
+    Every method raises UpstreamThrottled / UpstreamUnavailable for backend failures and
+    InvalidSchedule when the backend refuses a definition.
+    """
+
+    def create(self, definition: ScheduleDefinition, *, client_token: str) -> str:
+        """Create the schedule and return its ARN; raises Conflict if the name exists."""
+
+    def get(self, name: str) -> ScheduleInfo | None:
+        """The schedule, or None if there is none."""
+
+    def update(self, definition: ScheduleDefinition) -> str:
+        """Replace the whole schedule; raises NotFound if it does not exist."""
+
+    def delete(self, name: str) -> bool:
+        """Delete the schedule; False when it did not exist (which counts as done)."""
+
+    def list(self) -> Iterator[ScheduleSummary]:
+        """Every schedule in the backend's group, paging as needed."""

@@ -1,0 +1,165 @@
+"""Tasks: statuses, the target and retry settings a task carries, and the Input its schedule
+hands to the proxy at fire time. Standard library only."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from service.domain.errors import InvalidRequest
+
+PROVISIONING = "provisioning"
+SCHEDULED = "scheduled"
+PAUSED = "paused"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+TASK_STATUSES = (PROVISIONING, SCHEDULED, PAUSED, COMPLETED, FAILED, CANCELLED)
+TERMINAL_STATUSES = (COMPLETED, FAILED, CANCELLED)
+LIVE_STATUSES = (SCHEDULED, PAUSED)
+
+MAX_INPUT_BYTES = 256 * 1024  # EventBridge Scheduler's limit on a target's Input
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+SECRET_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
+REDACTED = "***"
+DEFAULT_TIMEOUT_SECONDS = 30
+MAX_TIMEOUT_SECONDS = 900
+DEFAULT_RETRY = {"max_attempts": 6, "base_delay_seconds": 60, "max_delay_seconds": 3600}
+DEFAULT_CALLBACK = {"enabled": False, "timeout_seconds": 3600}
+# Cloud metadata endpoints are refused at creation, whatever the allow-list says.
+METADATA_HOSTS = frozenset(
+    {"169.254.169.254", "fd00:ec2::254", "metadata.google.internal", "100.100.100.200"}
+)
+
+# Filled in by EventBridge Scheduler at fire time; the local engine substitutes the same names.
+CONTEXT_ATTRIBUTES = {
+    "schedule_arn": "<aws.scheduler.schedule-arn>",
+    "scheduled_time": "<aws.scheduler.scheduled-time>",
+    "execution_id": "<aws.scheduler.execution-id>",
+    "attempt_number": "<aws.scheduler.attempt-number>",
+}
+
+
+def normalize_target(target: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate an HTTP target and fill its defaults; InvalidRequest names the field."""
+    kind = target.get("type", "http")
+    if kind != "http":
+        raise InvalidRequest("target.type", f"{kind!r} is not supported yet; use 'http'")
+    url = target.get("url")
+    if not isinstance(url, str) or not url:
+        raise InvalidRequest("target.url", "is required")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise InvalidRequest("target.url", "must start with http:// or https://")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise InvalidRequest("target.url", "has no host")
+    if host in METADATA_HOSTS or _is_link_local(host):
+        raise InvalidRequest("target.url", f"{host} is a metadata or link-local address")
+    method = str(target.get("method", "POST")).upper()
+    if method not in HTTP_METHODS:
+        raise InvalidRequest("target.method", f"must be one of {', '.join(HTTP_METHODS)}")
+    headers = target.get("headers") or {}
+    if not isinstance(headers, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise InvalidRequest("target.headers", "must map header names to strings")
+    query = target.get("query") or {}
+    if not isinstance(query, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str | int | float | bool) for k, v in query.items()
+    ):
+        raise InvalidRequest("target.query", "must map names to strings or numbers")
+    timeout = target.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise InvalidRequest("target.timeout_seconds", "must be a number")
+    if not 1 <= timeout <= MAX_TIMEOUT_SECONDS:
+        raise InvalidRequest("target.timeout_seconds", f"must be 1-{MAX_TIMEOUT_SECONDS}")
+    unknown = set(target) - {"type", "url", "method", "headers", "query", "body", "timeout_seconds"}
+    if unknown:
+        raise InvalidRequest(f"target.{sorted(unknown)[0]}", "is not a field of an http target")
+    return {
+        "type": "http",
+        "url": url,
+        "method": method,
+        "headers": dict(headers),
+        "query": dict(query),
+        "body": target.get("body"),
+        "timeout_seconds": timeout,
+    }
+
+
+def _is_link_local(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return address.is_link_local
+
+
+def normalize_retry(retry: Mapping[str, Any] | None) -> dict[str, int]:
+    values = {**DEFAULT_RETRY, **(retry or {})}
+    unknown = set(values) - set(DEFAULT_RETRY)
+    if unknown:
+        raise InvalidRequest(f"retry.{sorted(unknown)[0]}", "is not a retry setting")
+    limits = {"max_attempts": (1, 20), "base_delay_seconds": (1, 86400)}
+    limits["max_delay_seconds"] = (1, 86400)
+    out: dict[str, int] = {}
+    for key, (low, high) in limits.items():
+        value = values[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InvalidRequest(f"retry.{key}", f"must be a whole number {low}-{high}")
+        out[key] = value
+    if out["max_delay_seconds"] < out["base_delay_seconds"]:
+        raise InvalidRequest("retry.max_delay_seconds", "must be at least base_delay_seconds")
+    return out
+
+
+def normalize_callback(callback: Mapping[str, Any] | None) -> dict[str, Any]:
+    values = {**DEFAULT_CALLBACK, **(callback or {})}
+    unknown = set(values) - set(DEFAULT_CALLBACK)
+    if unknown:
+        raise InvalidRequest(f"callback.{sorted(unknown)[0]}", "is not a callback setting")
+    if not isinstance(values["enabled"], bool):
+        raise InvalidRequest("callback.enabled", "must be true or false")
+    timeout = values["timeout_seconds"]
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= 604800:
+        raise InvalidRequest("callback.timeout_seconds", "must be a whole number 1-604800")
+    return {"enabled": values["enabled"], "timeout_seconds": timeout}
+
+
+def redact_target(target: Mapping[str, Any]) -> dict[str, Any]:
+    """The target as shown to people: secret header values replaced."""
+    headers = {
+        name: REDACTED if name.lower() in SECRET_HEADERS else value
+        for name, value in (target.get("headers") or {}).items()
+    }
+    return {**target, "headers": headers}
+
+
+def schedule_input(
+    *,
+    task_id: str,
+    tenant_id: str,
+    target: Mapping[str, Any],
+    callback: Mapping[str, Any],
+    attempt: int = 1,
+) -> str:
+    """The JSON a schedule hands to the proxy; InvalidRequest when over AWS's 256 KB."""
+    document = {
+        "version": 1,
+        "task_id": task_id,
+        "tenant_id": tenant_id,
+        "attempt": attempt,
+        "target": dict(target),
+        "callback": dict(callback),
+        "context": CONTEXT_ATTRIBUTES,
+    }
+    text = json.dumps(document, separators=(",", ":"), sort_keys=True)
+    if len(text.encode()) > MAX_INPUT_BYTES:
+        raise InvalidRequest(
+            "target", f"the schedule Input would be {len(text.encode())} bytes; AWS allows 256 KB"
+        )
+    return text

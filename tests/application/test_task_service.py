@@ -1,0 +1,255 @@
+"""TaskService on SQLite and PostgreSQL with the local backend: two-phase create, idempotency,
+updates, pause/resume, cancel, listing, isolation, and no half-done work on backend failure."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.adapters.db.models import IdempotencyRecord, Task
+from service.adapters.scheduler.local import LocalSchedulerBackend
+from service.application.tasks import TaskService
+from service.domain.errors import Conflict, InvalidRequest, InvalidSchedule, NotFound
+from tests.application.fakes import FaultyBackend, FrozenClock, add_tenant
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    return {
+        "name": "nightly-report",
+        "schedule": {"kind": "cron", "expression": "0 9 * * 1-5", "timezone": "Asia/Seoul"},
+        "target": {
+            "url": "https://reports.internal/run",
+            "method": "post",
+            "headers": {"Authorization": "Bearer s3cret", "X-Trace": "on"},
+            "body": {"full": True},
+        },
+        **changes,
+    }
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+def backend(db_sessions: sessionmaker[Session], clock: FrozenClock) -> FaultyBackend:
+    return FaultyBackend(LocalSchedulerBackend(db_sessions, clock=clock))
+
+
+@pytest.fixture
+def service(
+    db_sessions: sessionmaker[Session], backend: FaultyBackend, clock: FrozenClock
+) -> TaskService:
+    return TaskService(db_sessions, backend, clock=clock)
+
+
+@pytest.fixture
+def tenant(db_sessions: sessionmaker[Session]) -> str:
+    return add_tenant(db_sessions)
+
+
+def count_tasks(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(Task)) or 0)
+
+
+def test_create_provisions_one_schedule_and_returns_it_scheduled(
+    service: TaskService, backend: FaultyBackend, tenant: str
+) -> None:
+    task, created = service.create(tenant, body())
+    assert created
+    assert task["status"] == "scheduled"
+    assert task["mode"] == "native"
+    assert task["aws_expression"] == "cron(0 9 ? * MON-FRI *)"
+    assert task["schedule_arn"].endswith("/" + task["schedule_name"])
+    assert task["next_fire_times"][:2] == ["2026-11-24T00:00:00Z", "2026-11-25T00:00:00Z"]
+    assert task["target"]["headers"] == {"Authorization": "***", "X-Trace": "on"}
+    info = backend.get(task["schedule_name"])
+    assert info is not None
+    assert info.definition.expression_timezone == "Asia/Seoul"
+    document = json.loads(info.definition.input)
+    assert document["task_id"] == task["id"]
+    assert document["attempt"] == 1
+    assert document["target"]["headers"]["Authorization"] == "Bearer s3cret"
+    assert document["context"]["scheduled_time"] == "<aws.scheduler.scheduled-time>"
+    assert document["context"]["schedule_arn"] == "<aws.scheduler.schedule-arn>"
+
+
+def test_one_time_task_deletes_its_schedule_after_completion(
+    service: TaskService, backend: FaultyBackend, tenant: str
+) -> None:
+    task, _ = service.create(tenant, body(schedule={"kind": "delay", "seconds": 600}))
+    info = backend.get(task["schedule_name"])
+    assert info is not None
+    assert info.definition.expression == "at(2026-11-23T05:10:00)"
+    assert info.definition.delete_after_completion
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "field"),
+    [
+        (
+            {"schedule": {"kind": "cron", "expression": "cron(0 9 ? * 0 *)"}},
+            InvalidSchedule,
+            "schedule.expression",
+        ),
+        ({"schedule": {"kind": "once", "at": "2020-01-01T00:00:00Z"}}, InvalidSchedule, "schedule"),
+        ({"target": {"url": "ftp://x"}}, InvalidRequest, "target.url"),
+        ({"target": {"url": "http://169.254.169.254/latest"}}, InvalidRequest, "target.url"),
+        ({"target": {"url": "https://x", "body": "y" * 300_000}}, InvalidRequest, "target"),
+        ({"name": ""}, InvalidRequest, "name"),
+        ({"colour": "red"}, InvalidRequest, "colour"),
+        ({"retry": {"max_attempts": 0}}, InvalidRequest, "retry.max_attempts"),
+    ],
+)
+def test_bad_input_stores_nothing_and_calls_no_backend(
+    service: TaskService,
+    backend: FaultyBackend,
+    db_sessions: sessionmaker[Session],
+    tenant: str,
+    changes: dict[str, Any],
+    error: type[Exception],
+    field: str,
+) -> None:
+    with pytest.raises(error) as caught:
+        service.create(tenant, body(**changes))
+    assert getattr(caught.value, "field", None) == field
+    assert count_tasks(db_sessions) == 0
+    assert backend.calls == 0
+
+
+def test_backend_failure_on_create_leaves_no_task(
+    service: TaskService, backend: FaultyBackend, db_sessions: sessionmaker[Session], tenant: str
+) -> None:
+    backend.fault = "raise"
+    with pytest.raises(Exception, match="injected"):
+        service.create(tenant, body(), idempotency_key="k1")
+    assert count_tasks(db_sessions) == 0
+    with db_sessions() as session:
+        assert session.scalar(select(func.count()).select_from(IdempotencyRecord)) == 0
+    assert list(backend.list()) == []
+    task, created = service.create(tenant, body(), idempotency_key="k1")
+    assert created and task["status"] == "scheduled"
+
+
+def test_same_idempotency_key_and_body_return_the_same_task(
+    service: TaskService, backend: FaultyBackend, tenant: str
+) -> None:
+    first, created = service.create(tenant, body(), idempotency_key="abc")
+    again, created_again = service.create(tenant, body(), idempotency_key="abc")
+    assert created and not created_again
+    assert again["id"] == first["id"]
+    assert len(list(backend.list())) == 1
+
+
+def test_same_idempotency_key_with_another_body_conflicts(
+    service: TaskService, tenant: str
+) -> None:
+    service.create(tenant, body(), idempotency_key="abc")
+    with pytest.raises(Conflict):
+        service.create(tenant, body(name="other"), idempotency_key="abc")
+
+
+def test_update_replaces_the_schedule_and_bumps_the_version(
+    service: TaskService, backend: FaultyBackend, tenant: str
+) -> None:
+    task, _ = service.create(tenant, body())
+    updated = service.update(
+        tenant, task["id"], {"schedule": {"kind": "rate", "expression": "rate(10 minutes)"}}
+    )
+    assert updated["aws_expression"] == "rate(10 minutes)"
+    assert updated["version"] == 2
+    info = backend.get(task["schedule_name"])
+    assert info is not None and info.definition.expression == "rate(10 minutes)"
+
+
+def test_update_that_the_backend_refuses_changes_nothing(
+    service: TaskService, backend: FaultyBackend, tenant: str
+) -> None:
+    task, _ = service.create(tenant, body())
+    backend.fault = "raise"
+    with pytest.raises(Exception, match="injected"):
+        service.update(
+            tenant, task["id"], {"name": "renamed", "schedule": {"kind": "daily", "time": "10:00"}}
+        )
+    again = service.get(tenant, task["id"])
+    assert again["name"] == "nightly-report"
+    assert again["version"] == 1
+    info = backend.get(task["schedule_name"])
+    assert info is not None and info.definition.expression == "cron(0 9 ? * MON-FRI *)"
+
+
+def test_pause_and_resume_flip_the_schedule_state(
+    service: TaskService, backend: FaultyBackend, tenant: str
+) -> None:
+    task, _ = service.create(tenant, body())
+    paused = service.pause(tenant, task["id"])
+    assert paused["status"] == "paused"
+    assert paused["next_fire_times"] == []
+    assert [s.enabled for s in backend.list()] == [False]
+    resumed = service.resume(tenant, task["id"])
+    assert resumed["status"] == "scheduled"
+    assert [s.enabled for s in backend.list()] == [True]
+
+
+def test_cancel_deletes_the_schedule_and_keeps_the_task(
+    service: TaskService, backend: FaultyBackend, tenant: str
+) -> None:
+    task, _ = service.create(tenant, body())
+    cancelled = service.cancel(tenant, task["id"])
+    assert cancelled["status"] == "cancelled"
+    assert list(backend.list()) == []
+    assert service.get(tenant, task["id"])["status"] == "cancelled"
+    assert service.cancel(tenant, task["id"])["status"] == "cancelled"  # idempotent
+    with pytest.raises(Conflict):
+        service.pause(tenant, task["id"])
+
+
+def test_cancel_of_a_schedule_already_gone_counts_as_done(
+    service: TaskService, backend: FaultyBackend, tenant: str
+) -> None:
+    task, _ = service.create(tenant, body())
+    backend.inner.delete(task["schedule_name"])
+    assert service.cancel(tenant, task["id"])["status"] == "cancelled"
+
+
+def test_another_tenants_task_is_not_found(
+    service: TaskService, db_sessions: sessionmaker[Session], tenant: str
+) -> None:
+    task, _ = service.create(tenant, body())
+    other = add_tenant(db_sessions, "team-b")
+    for action in (service.get, service.pause, service.resume, service.cancel):
+        with pytest.raises(NotFound):
+            action(other, task["id"])
+    with pytest.raises(NotFound):
+        service.get(tenant, "not-a-uuid")
+    assert service.list(other).items == []
+
+
+def test_list_filters_and_pages_newest_first(
+    service: TaskService, clock: FrozenClock, tenant: str
+) -> None:
+    ids = []
+    for i in range(5):
+        clock.advance(seconds=1)
+        task, _ = service.create(tenant, body(name=f"job-{i}"))
+        ids.append(task["id"])
+    service.pause(tenant, ids[0])
+    first = service.list(tenant, limit=2)
+    assert [t["id"] for t in first.items] == [ids[4], ids[3]]
+    assert first.next_cursor is not None
+    second = service.list(tenant, limit=2, cursor=first.next_cursor)
+    assert [t["id"] for t in second.items] == [ids[2], ids[1]]
+    third = service.list(tenant, limit=2, cursor=second.next_cursor)
+    assert [t["id"] for t in third.items] == [ids[0]] and third.next_cursor is None
+    assert [t["id"] for t in service.list(tenant, status="paused").items] == [ids[0]]
+    assert [t["id"] for t in service.list(tenant, name="job-3").items] == [ids[3]]
+    with pytest.raises(InvalidRequest):
+        service.list(tenant, cursor="garbage")
+    with pytest.raises(InvalidRequest):
+        service.list(tenant, status="sleeping")
