@@ -13,6 +13,7 @@ The database is the truth and the scheduler backend is made to match it:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -70,12 +71,18 @@ def definition_for(task: Task) -> ScheduleDefinition:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled(schedule_json: str, created_at: datetime) -> CompiledSchedule:
+    """Compiled schedules are immutable: views of the same task reuse one."""
+    return compile_schedule(json.loads(schedule_json), now=created_at)
+
+
 def task_view(task: Task, *, now: datetime, count: int = 5) -> dict[str, Any]:
     """The task as the API returns it: secrets redacted, next fires computed."""
     fires: list[str] = []
     if task.status in (rules.SCHEDULED, rules.PROVISIONING) and task.enabled:
         try:
-            compiled = compile_schedule(task.schedule, now=task.created_at)
+            compiled = _compiled(json.dumps(task.schedule, sort_keys=True), task.created_at)
             fires = [
                 f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in compiled.next_fire_times(now - _TICK, count)
             ]
@@ -114,6 +121,10 @@ class TaskService:
         self.sessions = sessions
         self.backend = backend
         self.clock = clock
+        # The scheduler's quota is per account: every batch shares one adaptive limit.
+        from service.application.batch import AdaptiveLimiter
+
+        self.limiter = AdaptiveLimiter()
 
     # --- create ------------------------------------------------------------------------------
 
@@ -123,8 +134,8 @@ class TaskService:
         """Create a task and its schedule. Returns (task view, created) where created is False
         when an earlier request with the same Idempotency-Key made it."""
         now = self.clock()
-        task = self._new_task(tenant_id, body, now)
-        request_hash = _hash_body(body)
+        task = self.prepare_task(tenant_id, body, now)
+        request_hash = hash_body(body)
         with self.sessions() as session:
             if idempotency_key is not None:
                 earlier = self._replay(session, tenant_id, idempotency_key, request_hash, now)
@@ -153,7 +164,7 @@ class TaskService:
                 return earlier, False
         definition = definition_for(task)
         try:
-            arn = self._create_schedule(definition, task)
+            arn = self.provision_schedule(definition, task)
         except Exception:
             self._forget(task.id)
             raise
@@ -167,7 +178,7 @@ class TaskService:
             session.commit()
             return task_view(row, now=self.clock()), True
 
-    def _create_schedule(self, definition: ScheduleDefinition, task: Task) -> str:
+    def provision_schedule(self, definition: ScheduleDefinition, task: Task) -> str:
         try:
             return self.backend.create(
                 definition, client_token=client_token_for(task.id, task.version)
@@ -204,7 +215,7 @@ class TaskService:
             return None
         return task_view(task, now=now)
 
-    def _new_task(self, tenant_id: str, body: Mapping[str, Any], now: datetime) -> Task:
+    def prepare_task(self, tenant_id: str, body: Mapping[str, Any], now: datetime) -> Task:
         fields = self._validated(body, now, partial=False)
         task_id = str(uuid.uuid4())
         task = Task(
@@ -406,7 +417,7 @@ class TaskService:
             )
 
 
-def _hash_body(body: Mapping[str, Any]) -> str:
+def hash_body(body: Mapping[str, Any]) -> str:
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -62,9 +62,20 @@ def as_utc(value: datetime) -> datetime:
 
 def transitions(zone: ZoneInfo, start: datetime, end: datetime) -> list[datetime]:
     """UTC instants in [start, end) at which the zone's UTC offset changes (to the minute)."""
+    if is_utc(zone):
+        return []
+    first_day = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = (end - first_day).days + 1
+    return [t for t in _transitions_from(zone.key, first_day, days) if start <= t < end]
+
+
+@functools.lru_cache(maxsize=512)
+def _transitions_from(zone_key: str, first_day: datetime, days: int) -> tuple[datetime, ...]:
+    zone = ZoneInfo(zone_key)
+    end = first_day + timedelta(days=days)
     found: list[datetime] = []
     day = timedelta(days=1)
-    cursor = start.replace(second=0, microsecond=0)
+    cursor = first_day
     offset = cursor.astimezone(zone).utcoffset()
     while cursor < end:
         nxt = cursor + day
@@ -81,4 +92,4 @@ def transitions(zone: ZoneInfo, start: datetime, end: datetime) -> list[datetime
             found.append(cursor + timedelta(minutes=high))
             offset = nxt_offset
         cursor = nxt
-    return found
+    return tuple(found)

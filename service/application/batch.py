@@ -1,0 +1,261 @@
+"""Batch create: up to 1,000 tasks in one request, provisioned near the scheduler's quota.
+
+The two phases run for the whole batch: one transaction writes every valid row as
+`provisioning`, schedules are created concurrently, paced by an adaptive rate limiter shared by
+every batch (throttled calls are retried after it slows down), and one transaction marks
+the created rows `scheduled` and removes the rows whose schedule could not be made. Results
+come back per item, in order."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from service.adapters.db.models import IdempotencyRecord, Task
+from service.application.tasks import TaskService, definition_for, hash_body, task_view
+from service.domain import tasks as rules
+from service.domain.errors import Conflict, InvalidRequest, TimebridgeError, UpstreamThrottled
+
+MAX_BATCH = 1000
+CHUNK = 100
+
+
+class AdaptiveLimiter:
+    """Paces calls to the scheduler near its quota without knowing it.
+
+    Calls are spaced at 1/rate (at most `max_in_flight` at once). The rate starts low and
+    grows x1.5 per 100 ms until the first throttle. On a throttle (counted once per 100 ms)
+    the quota is estimated from what got through in the last half second (but never below 70%
+    of the current rate, so one unlucky window cannot collapse it), and the rate drops to 97% of
+    that; it then probes upward with steps that double while nothing is
+    throttled (0.5%, 1%, 2% ... up to 5% per 100 ms)."""
+
+    def __init__(
+        self, initial_rate: float = 100.0, minimum_rate: float = 1.0, max_in_flight: int = 64
+    ) -> None:
+        self.rate = initial_rate
+        self.minimum_rate = minimum_rate
+        self.maximum = max_in_flight
+        self.ceiling: float | None = None
+        self.throttles = 0
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._successes: deque[float] = deque()
+        self._next = time.monotonic()
+        self._adjusted = self._next
+        self._cut = 0.0
+        self._step = 0.005
+
+    def acquire(self) -> None:
+        self._slots.acquire()
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                if now >= self._next:
+                    # Up to 20 ms of credit: calls delayed by thread wake-ups catch up instead
+                    # of being lost, while a burst stays far below a quota's own allowance.
+                    self._next = max(self._next, now - 0.02) + 1.0 / self.rate
+                    return
+                wait = self._next - now
+            # Slots are not reserved ahead: a waiting call sees the rate change at once.
+            time.sleep(min(wait, 0.005))
+
+    def release(self, *, throttled: bool) -> None:
+        self._slots.release()
+        with self._lock:
+            now = time.monotonic()
+            while self._successes and self._successes[0] < now - 0.5:
+                self._successes.popleft()
+            if throttled:
+                self.throttles += 1
+                if now - self._cut > 0.1:  # one cut per burst of throttles
+                    got_through = 2.0 * len(self._successes)  # per second, last 0.5 s
+                    estimate = min(self.rate, max(got_through, 0.7 * self.rate))
+                    self.ceiling = max(self.minimum_rate, estimate)
+                    self.rate = max(self.minimum_rate, estimate * 0.97)
+                    self._cut = self._adjusted = now
+                    self._step = 0.005
+                return
+            self._successes.append(now)
+            if now - self._adjusted < 0.1:
+                return
+            self._adjusted = now
+            if self.ceiling is None:
+                self.rate = min(self.rate * 1.5, 1e6)
+            else:
+                self.rate *= 1 + self._step
+                self._step = min(0.05, self._step * 2)
+
+
+@dataclass
+class _Item:
+    index: int
+    status: int = 0
+    task: Task | None = None
+    view: dict[str, Any] | None = None
+    error: TimebridgeError | None = None
+    key: str | None = None
+    request_hash: str = ""
+
+
+def create_many(
+    service: TaskService,
+    tenant_id: str,
+    bodies: Sequence[Mapping[str, Any]],
+    *,
+    limiter: AdaptiveLimiter | None = None,
+    max_throttle_retries: int = 200,
+) -> list[dict[str, Any]]:
+    """Create many tasks; each result has index and status, plus task or error."""
+    if not 1 <= len(bodies) <= MAX_BATCH:
+        raise InvalidRequest("tasks", f"must hold 1-{MAX_BATCH} tasks")
+    limiter = limiter or service.limiter
+    now = service.clock()
+    items = [_Item(i) for i in range(len(bodies))]
+    workers = min(limiter.maximum, len(items))
+    # Rows are written chunk by chunk, and each chunk's schedules start while the next chunk
+    # is validated, so the scheduler's quota is never left idle waiting for our own work.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures: list[Future[None]] = []
+        for begin in range(0, len(items), CHUNK):
+            chunk = items[begin : begin + CHUNK]
+            for item in chunk:
+                _prepare(service, tenant_id, item, bodies[item.index], now)
+            _write_rows(service, tenant_id, chunk, now)
+            futures.extend(
+                pool.submit(_provision, service, item, limiter, max_throttle_retries)
+                for item in chunk
+                if item.status == 0 and item.task is not None
+            )
+        for future in futures:
+            future.result()
+    _finish_rows(service, items)
+    return [_result(item) for item in items]
+
+
+def _prepare(
+    service: TaskService, tenant_id: str, item: _Item, raw: Mapping[str, Any], now: datetime
+) -> None:
+    body = dict(raw) if isinstance(raw, Mapping) else raw
+    try:
+        if not isinstance(body, dict):
+            raise InvalidRequest(f"tasks[{item.index}]", "must be an object")
+        key = body.pop("idempotency_key", None)
+        if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 255):
+            raise InvalidRequest("idempotency_key", "must be a string of 1-255 characters")
+        item.key, item.request_hash = key, hash_body(body)
+        item.task = service.prepare_task(tenant_id, body, now)
+    except TimebridgeError as exc:
+        item.status, item.error = exc.status, exc
+
+
+def _write_rows(service: TaskService, tenant_id: str, items: list[_Item], now: datetime) -> None:
+    keyed = {i.key: i for i in items if i.status == 0 and i.key is not None}
+    with service.sessions() as session:
+        if keyed:
+            records = session.scalars(
+                select(IdempotencyRecord).where(
+                    IdempotencyRecord.tenant_id == tenant_id,
+                    IdempotencyRecord.key.in_(list(keyed)),
+                )
+            )
+            for record in records:
+                item = keyed.pop(record.key)
+                if record.request_hash != item.request_hash:
+                    item.status = 409
+                    item.error = Conflict("this idempotency_key was used with another body")
+                    continue
+                existing = session.get(Task, record.task_id)
+                if existing is not None:
+                    item.status, item.view = 200, task_view(existing, now=now)
+        seen: set[str] = set()
+        for item in items:
+            if item.status != 0 or item.task is None:
+                continue
+            if item.key is not None:
+                if item.key in seen:
+                    item.status = 409
+                    item.error = InvalidRequest("idempotency_key", "appears twice in this batch")
+                    continue
+                seen.add(item.key)
+                session.add(
+                    IdempotencyRecord(
+                        id=str(uuid.uuid4()),
+                        tenant_id=tenant_id,
+                        key=item.key,
+                        request_hash=item.request_hash,
+                        task_id=item.task.id,
+                        created_at=now,
+                    )
+                )
+            session.add(item.task)
+        session.commit()
+
+
+def _provision(
+    service: TaskService, item: _Item, limiter: AdaptiveLimiter, max_retries: int
+) -> None:
+    assert item.task is not None
+    definition = definition_for(item.task)
+    for attempt in range(max_retries + 1):
+        limiter.acquire()
+        throttled = False
+        try:
+            item.task.schedule_arn = service.provision_schedule(definition, item.task)
+            item.status = 201
+            return
+        except UpstreamThrottled as exc:
+            throttled = True
+            if attempt == max_retries:
+                item.status, item.error = exc.status, exc
+                return
+        except TimebridgeError as exc:
+            item.status, item.error = exc.status, exc
+            return
+        finally:
+            limiter.release(throttled=throttled)
+
+
+def _finish_rows(service: TaskService, items: list[_Item]) -> None:
+    made = {i.task.id: i for i in items if i.status == 201 and i.task is not None}
+    failed = [i.task.id for i in items if i.task is not None and i.status not in (0, 200, 201)]
+    failed = [task_id for task_id in failed if task_id not in made]
+    now = service.clock()
+    with service.sessions() as session:
+        if failed:
+            session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.task_id.in_(failed)))
+            session.execute(delete(Task).where(Task.id.in_(failed)))
+        if made:
+            for row in session.scalars(select(Task).where(Task.id.in_(list(made)))):
+                item = made[row.id]
+                assert item.task is not None
+                row.status = rules.SCHEDULED if row.enabled else rules.PAUSED
+                row.schedule_arn = item.task.schedule_arn
+                row.updated_at = now
+                item.view = task_view(row, now=now)
+        session.commit()
+
+
+def _result(item: _Item) -> dict[str, Any]:
+    if item.view is not None:
+        return {"index": item.index, "status": item.status or 200, "task": item.view}
+    error = item.error
+    assert error is not None
+    return {
+        "index": item.index,
+        "status": item.status,
+        "error": {
+            "code": error.code,
+            "message": str(error),
+            "field": getattr(error, "field", None),
+        },
+    }
