@@ -27,6 +27,9 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+run: $(STAMP)
+	$(BIN)/uvicorn service.main:app --host 127.0.0.1 --port 8000
+
 bench: $(STAMP)
 	$(BIN)/python bench/schedule_math.py
 

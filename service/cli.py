@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from service.domain.errors import InvalidSchedule
+from service.domain.errors import InvalidSchedule, TimebridgeError
 from service.domain.schedules import compile_schedule, explain
 
 app = typer.Typer(
@@ -80,6 +80,38 @@ def explain_command(
         typer.echo(f"{'Next fires':<15} none")
     for i, fire in enumerate(fires):
         typer.echo(f"{'Next fires' if i == 0 else '':<15} {fire['utc']:<21} {fire['local']}")
+
+
+@app.command("reconcile")
+def reconcile_command(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+) -> None:
+    """Make the scheduler match the database: finish interrupted provisioning, recreate
+    vanished schedules, repair drift, delete orphans. Exit 1 if any repair failed."""
+    from dataclasses import asdict
+
+    from service.container import build_container
+    from service.settings import Settings
+
+    try:
+        container = build_container(Settings())
+        report = container.reconciler.run()
+    except TimebridgeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps({**asdict(report), "repairs": report.repairs}))
+    else:
+        typer.echo(
+            f"checked {report.checked_tasks} tasks and {report.checked_schedules} schedules: "
+            f"{report.repairs} repairs (adopted {report.adopted}, created {report.created}, "
+            f"updated {report.updated}, deleted {report.deleted_for_terminal_tasks} for ended "
+            f"tasks, {report.orphans_deleted} orphans)"
+        )
+        for error in report.errors:
+            typer.echo(f"failed: {error}", err=True)
+    if report.errors:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -11,8 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import Task
-from service.application.tasks import Clock, definition_for, utc_now
+from service.application.tasks import definition_for
 from service.domain import tasks as rules
+from service.domain.clock import Clock, utc_now
 from service.domain.errors import NotFound
 from service.domain.provisioning import SchedulerBackend, client_token_for, task_id_for
 

@@ -17,7 +17,7 @@ import functools
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import IdempotencyRecord, Task
 from service.domain import tasks as rules
+from service.domain.clock import Clock, utc_now
 from service.domain.errors import Conflict, InvalidRequest, InvalidSchedule, NotFound
 from service.domain.provisioning import (
     ScheduleDefinition,
@@ -37,13 +38,8 @@ from service.domain.provisioning import (
 )
 from service.domain.schedules import CompiledSchedule, compile_schedule
 
-Clock = Callable[[], datetime]
 _TICK = timedelta(microseconds=1)
 TASK_FIELDS = {"name", "schedule", "target", "retry", "callback", "metadata"}
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,59 @@
+"""Dependencies shared by the routers, declared once. Tests replace them through
+`app.dependency_overrides` (for example `get_clock` to freeze time)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from service.application.auth import Principal, authenticate
+from service.application.tasks import TaskService
+from service.container import Container, build_container
+from service.domain.clock import Clock, utc_now
+from service.settings import Settings
+
+
+def get_clock(request: Request) -> Clock:
+    """The service's one clock (the one `create_app` was given); override it to freeze time."""
+    clock: Clock = getattr(request.app.state, "clock", utc_now)
+    return clock
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings `create_app` was built with."""
+    settings = request.app.state.settings
+    if not isinstance(settings, Settings):
+        raise RuntimeError("the app was not built by service.main.create_app")
+    return settings
+
+
+def get_container(request: Request) -> Container:
+    """The wired services, built on first use (so importing the app stays cheap)."""
+    state = request.app.state
+    container: Container | None = getattr(state, "container", None)
+    if container is None:
+        with state.container_lock:
+            container = getattr(state, "container", None)
+            if container is None:
+                container = build_container(state.settings, clock=state.clock)
+                state.container = container
+    return container
+
+
+def get_principal(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    """Who is calling, from `Authorization: Bearer <api key>`; 401 otherwise."""
+    return authenticate(get_container(request).sessions, authorization)
+
+
+def get_tasks(request: Request) -> TaskService:
+    return get_container(request).tasks
+
+
+ClockDep = Annotated[Clock, Depends(get_clock)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ContainerDep = Annotated[Container, Depends(get_container)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+TasksDep = Annotated[TaskService, Depends(get_tasks)]

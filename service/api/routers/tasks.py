@@ -1,0 +1,188 @@
+"""`/v1/tasks`: thin translation between HTTP and the task use cases."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.api.deps import PrincipalDep, TasksDep
+from service.application.batch import MAX_BATCH, create_many
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+TASK_EXAMPLE: dict[str, Any] = {
+    "name": "nightly-report",
+    "schedule": {"kind": "cron", "expression": "0 9 * * 1-5", "timezone": "Asia/Seoul"},
+    "target": {
+        "type": "http",
+        "url": "https://reports.internal/run",
+        "method": "POST",
+        "headers": {"Authorization": "Bearer example"},
+        "body": {"full": True},
+        "timeout_seconds": 30,
+    },
+    "retry": {"max_attempts": 6, "base_delay_seconds": 60, "max_delay_seconds": 3600},
+    "callback": {"enabled": False, "timeout_seconds": 3600},
+    "metadata": {"team": "reports"},
+}
+
+
+class TaskIn(BaseModel):
+    """A task to create. `schedule` and `target` are checked in depth by the service."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [TASK_EXAMPLE]})
+
+    name: str = Field(min_length=1, max_length=255)
+    schedule: dict[str, Any]
+    target: dict[str, Any]
+    retry: dict[str, Any] | None = None
+    callback: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class TaskPatch(BaseModel):
+    """Fields to change; the schedule is replaced whole when given."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"schedule": {"kind": "daily", "time": "10:00"}}]},
+    )
+
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    schedule: dict[str, Any] | None = None
+    target: dict[str, Any] | None = None
+    retry: dict[str, Any] | None = None
+    callback: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class TaskOut(BaseModel):
+    id: str
+    name: str
+    status: str
+    mode: str
+    schedule: dict[str, Any]
+    aws_expression: str | None
+    timezone: str
+    schedule_name: str
+    schedule_arn: str | None
+    next_fire_times: list[str]
+    target: dict[str, Any]
+    retry: dict[str, Any]
+    callback: dict[str, Any]
+    metadata: dict[str, Any]
+    version: int
+    last_error: str | None
+    created_at: str
+    updated_at: str
+
+
+class TaskPageOut(BaseModel):
+    items: list[TaskOut]
+    next_cursor: str | None
+
+
+class BatchIn(BaseModel):
+    """Up to 1,000 task bodies; each may carry its own `idempotency_key`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchError(BaseModel):
+    code: str
+    message: str
+    field: str | None
+
+
+class BatchResult(BaseModel):
+    index: int
+    status: int
+    task: TaskOut | None = None
+    error: BatchError | None = None
+
+
+class BatchOut(BaseModel):
+    results: list[BatchResult]
+    created: int
+    failed: int
+
+
+TaskId = Annotated[str, Path(max_length=64, description="The task id (a UUID)")]
+
+
+@router.post("", status_code=201, response_model=TaskOut)
+def create_task(
+    body: Annotated[TaskIn, Body()],
+    principal: PrincipalDep,
+    tasks: TasksDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> dict[str, Any]:
+    """Create a task and its schedule. The same `Idempotency-Key` with the same body returns
+    the task made the first time (200); with another body, 409."""
+    principal.require("editor")
+    task, created = tasks.create(
+        principal.tenant_id, body.model_dump(exclude_none=True), idempotency_key=idempotency_key
+    )
+    if not created:
+        response.status_code = 200
+    return task
+
+
+@router.get("", response_model=TaskPageOut)
+def list_tasks(
+    principal: PrincipalDep,
+    tasks: TasksDep,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    name: Annotated[str | None, Query(max_length=255)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=128)] = None,
+) -> dict[str, Any]:
+    """Newest first; pass `next_cursor` back as `cursor` for the next page."""
+    page = tasks.list(principal.tenant_id, status=status, name=name, limit=limit, cursor=cursor)
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+@router.post("/batch", response_model=BatchOut)
+def create_batch(body: BatchIn, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
+    """Create up to 1,000 tasks; every item gets its own status (201, 200 replayed, 4xx, 503)."""
+    principal.require("editor")
+    results = create_many(tasks, principal.tenant_id, body.tasks)
+    created = sum(1 for r in results if r["status"] in (200, 201))
+    return {"results": results, "created": created, "failed": len(results) - created}
+
+
+@router.get("/{task_id}", response_model=TaskOut)
+def get_task(task_id: TaskId, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
+    return tasks.get(principal.tenant_id, task_id)
+
+
+@router.patch("/{task_id}", response_model=TaskOut)
+def update_task(
+    task_id: TaskId, body: TaskPatch, principal: PrincipalDep, tasks: TasksDep
+) -> dict[str, Any]:
+    principal.require("editor")
+    return tasks.update(principal.tenant_id, task_id, body.model_dump(exclude_unset=True))
+
+
+@router.delete("/{task_id}", response_model=TaskOut)
+def cancel_task(task_id: TaskId, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
+    """Cancel: the schedule is deleted, the task and its history stay readable."""
+    principal.require("editor")
+    return tasks.cancel(principal.tenant_id, task_id)
+
+
+@router.post("/{task_id}/pause", response_model=TaskOut)
+def pause_task(task_id: TaskId, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
+    principal.require("editor")
+    return tasks.pause(principal.tenant_id, task_id)
+
+
+@router.post("/{task_id}/resume", response_model=TaskOut)
+def resume_task(task_id: TaskId, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
+    principal.require("editor")
+    return tasks.resume(principal.tenant_id, task_id)

@@ -1,0 +1,112 @@
+"""API keys: stored as SHA-256 hashes, looked up by hash, revocable. The bootstrap key from
+settings becomes a system-admin key of the `default` tenant at start-up."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.adapters.db.models import ApiKey, Tenant
+from service.domain.errors import Forbidden, Unauthorized
+
+DEFAULT_TENANT = "default"
+ROLES = ("viewer", "editor", "admin")
+KEY_PREFIX = "tb_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: str
+    role: str
+    key_id: str
+    system_admin: bool = False
+
+    def require(self, role: str) -> None:
+        """Raise Forbidden unless this key's role is at least `role`."""
+        if ROLES.index(self.role) < ROLES.index(role):
+            raise Forbidden(f"this API key's role ({self.role}) may not do this; {role} may")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def ensure_tenant(sessions: sessionmaker[Session], name: str) -> str:
+    with sessions() as session:
+        existing = session.scalar(select(Tenant.id).where(Tenant.name == name))
+        if existing is not None:
+            return existing
+        tenant = Tenant(id=str(uuid.uuid4()), name=name, created_at=datetime.now(UTC))
+        session.add(tenant)
+        try:
+            session.commit()
+        except IntegrityError:  # created concurrently
+            session.rollback()
+            found = session.scalar(select(Tenant.id).where(Tenant.name == name))
+            assert found is not None
+            return found
+        return tenant.id
+
+
+def install_key(
+    sessions: sessionmaker[Session],
+    key: str,
+    *,
+    tenant_name: str = DEFAULT_TENANT,
+    role: str = "admin",
+    system_admin: bool = False,
+) -> str:
+    """Store `key` (hashed) for the tenant, once; returns the key's id."""
+    tenant_id = ensure_tenant(sessions, tenant_name)
+    digest = hash_key(key)
+    with sessions() as session:
+        existing = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+        if existing is not None:
+            return existing.id
+        row = ApiKey(
+            id=str(uuid.uuid4()),
+            tenant_id=tenant_id,
+            key_hash=digest,
+            role=role,
+            system_admin=system_admin,
+            created_at=datetime.now(UTC),
+        )
+        session.add(row)
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            found = session.scalar(select(ApiKey.id).where(ApiKey.key_hash == digest))
+            assert found is not None
+            return found
+        return row.id
+
+
+def authenticate(sessions: sessionmaker[Session], authorization: str | None) -> Principal:
+    """The principal behind an `Authorization: Bearer <key>` header, or Unauthorized."""
+    if not authorization:
+        raise Unauthorized("missing Authorization header: send 'Authorization: Bearer <api key>'")
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 512:
+        raise Unauthorized("malformed Authorization header: expected 'Bearer <api key>'")
+    digest = hash_key(token)
+    with sessions() as session:
+        row = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+    if row is None or not hmac.compare_digest(row.key_hash, digest) or row.revoked_at is not None:
+        raise Unauthorized("unknown or revoked API key")
+    return Principal(
+        tenant_id=row.tenant_id, role=row.role, key_id=row.id, system_admin=row.system_admin
+    )

@@ -1,0 +1,96 @@
+"""Entry points: the ASGI app (`service.main:app`, served by uvicorn) and the Lambda handler
+(`service.main.handler`, Mangum). Both are built from settings read from the environment here,
+at the edge, and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from fastapi import FastAPI
+from mangum import Mangum
+
+from service.api.errors import install_error_handling
+from service.api.routers import health, schedules, tasks
+from service.application.auth import install_key, new_key
+from service.container import Container, build_container
+from service.domain.clock import Clock, utc_now
+from service.settings import Settings
+
+logger = logging.getLogger("timebridge")
+
+
+def dev_key_file(settings: Settings) -> Path:
+    """Where the development key lives: beside a SQLite database, else in ./.timebridge."""
+    url = settings.database_url
+    if url.startswith("sqlite") and "///" in url and not url.endswith(":memory:"):
+        return Path(url.split("///", 1)[1]).parent / "dev-api-key"
+    return Path(".timebridge") / "dev-api-key"
+
+
+def _package_version() -> str:
+    try:
+        return version("timebridge")
+    except PackageNotFoundError:
+        return "0.1.0"
+
+
+def install_dev_key(container: Container, key_file: Path) -> str | None:
+    """With no bootstrap key set and the local backend, make (once) and return a development
+    key kept in `key_file`, so `make run` is usable at once."""
+    settings = container.settings
+    if settings.bootstrap_api_key is not None:  # build_container installed it already
+        return None
+    if settings.backend != "local":
+        return None
+    if key_file.exists():
+        key = key_file.read_text().strip()
+    else:
+        key = new_key()
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(key + "\n")
+        key_file.chmod(0o600)
+    install_key(container.sessions, key, system_admin=True)
+    return key
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> FastAPI:
+    """Build the HTTP API; `settings` defaults to the environment (TIMEBRIDGE_*)."""
+    settings = settings if settings is not None else Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Runs under uvicorn only (Mangum's lifespan is off): wire everything and print the
+        # development key before the first request.
+        container = build_container(settings, clock=clock)
+        app.state.container = container
+        key_file = dev_key_file(settings)
+        key = install_dev_key(container, key_file)
+        if key is not None:
+            print(f"Timebridge development API key: {key}  (saved in {key_file})", flush=True)
+        yield
+        container.engine.dispose()
+
+    app = FastAPI(
+        title="Timebridge",
+        version=_package_version(),
+        description="Schedule HTTP calls on AWS EventBridge Scheduler.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.clock = clock
+    app.state.container_lock = threading.Lock()
+    install_error_handling(app)
+    app.include_router(health.router)
+    app.include_router(schedules.router)
+    app.include_router(tasks.router)
+    return app
+
+
+app = create_app()
+# lifespan="off": with it on, Mangum would run start-up and shut-down on every invocation.
+handler = Mangum(app, lifespan="off")

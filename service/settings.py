@@ -1,0 +1,63 @@
+"""The service's settings: one object, read from the environment (prefix TIMEBRIDGE_) once at the
+edge and passed explicitly from there (`create_app(settings)`). Every field has a safe default so
+a bare `make run` works; see DESIGN.md, "Settings"."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_list(value: object) -> object:
+    # Lists come from the environment as "a, b c"; anything else goes to pydantic as is.
+    if isinstance(value, str):
+        return tuple(item for item in value.replace(",", " ").split() if item)
+    return value
+
+
+class Settings(BaseSettings):
+    """Deployment settings. Secrets are `SecretStr` so they never show up in reprs or logs.
+
+    Raises pydantic.ValidationError on construction when a value is malformed (fail at start-up,
+    not on the first request that needs it).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TIMEBRIDGE_", frozen=True)
+
+    database_url: str = "sqlite:///./.timebridge/timebridge.db"
+    backend: Literal["local", "eventbridge"] = "local"
+    embedded_engine: bool = True
+    schedule_group: str = Field(
+        default="timebridge", min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.\-]+$"
+    )
+    proxy_lambda_arn: str | None = None
+    scheduler_role_arn: str | None = None
+    kms_key_arn: str | None = None
+    bootstrap_api_key: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    allowed_target_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    allowed_target_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
+    public_url: str = "http://127.0.0.1:8000"
+    alert_lateness_seconds: int = Field(default=120, ge=1)
+
+    @field_validator("allowed_target_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: object) -> object:
+        split = _split_list(value)
+        if isinstance(split, tuple | list):
+            return tuple(str(host).strip().lower().rstrip(".") for host in split)
+        return split
+
+    @field_validator("allowed_target_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
