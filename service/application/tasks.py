@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -164,15 +164,23 @@ class TaskService:
         except Exception:
             self._forget(task.id)
             raise
+        now = self.clock()
+        live = rules.SCHEDULED if task.enabled else rules.PAUSED
         with self.sessions() as session:
-            row = session.get(Task, task.id, with_for_update=True)
-            assert row is not None
-            if row.status == rules.PROVISIONING:
-                row.status = rules.SCHEDULED if row.enabled else rules.PAUSED
-            row.schedule_arn = arn
-            row.updated_at = self.clock()
+            # One statement; the reconciler may have finished the row first, so only a row still
+            # `provisioning` changes status.
+            session.execute(
+                update(Task)
+                .where(Task.id == task.id)
+                .values(
+                    schedule_arn=arn,
+                    updated_at=now,
+                    status=case((Task.status == rules.PROVISIONING, live), else_=Task.status),
+                )
+            )
             session.commit()
-            return task_view(row, now=self.clock()), True
+        task.status, task.schedule_arn, task.updated_at = live, arn, now
+        return task_view(task, now=now), True
 
     def provision_schedule(self, definition: ScheduleDefinition, task: Task) -> str:
         try:
@@ -248,7 +256,7 @@ class TaskService:
             schedule = body.get("schedule")
             if not isinstance(schedule, Mapping):
                 raise InvalidSchedule("schedule", "is required: an object with a kind")
-            compiled = compile_schedule(schedule, now=now)
+            compiled = _compiled(json.dumps(schedule, sort_keys=True, default=str), now)
             if not compiled.next_fire_times(now - _TICK, 1):
                 raise InvalidSchedule(
                     "schedule", "never fires after now; " + "; ".join(compiled.warnings)

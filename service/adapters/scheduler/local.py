@@ -57,15 +57,14 @@ class LocalSchedulerBackend:
         )
         _copy_into(row, definition)
         with self._sessions() as session:
-            existing = session.get(LocalSchedule, definition.name)
-            if existing is not None:
-                if existing.client_token == client_token:  # an idempotent retry
-                    return existing.arn
-                raise Conflict(f"schedule {definition.name} already exists")
             session.add(row)
             try:
                 session.commit()
             except IntegrityError as exc:
+                session.rollback()
+                existing = session.get(LocalSchedule, definition.name)
+                if existing is not None and existing.client_token == client_token:
+                    return existing.arn  # an idempotent retry
                 raise Conflict(f"schedule {definition.name} already exists") from exc
         return row.arn
 

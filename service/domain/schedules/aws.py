@@ -8,6 +8,7 @@ here, one AWS rejects would surface later as an opaque provisioning failure.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -264,14 +265,22 @@ def _dow_rule(text: str) -> DaysFn:
 
 
 def _every_day(year: int, month: int) -> tuple[int, ...]:
-    return tuple(range(1, last_day(year, month) + 1))
+    return _first_days(last_day(year, month))
+
+
+@functools.cache
+def _first_days(count: int) -> tuple[int, ...]:
+    return tuple(range(1, count + 1))
 
 
 def _days_on_weekdays(year: int, month: int, weekdays: tuple[int, ...]) -> tuple[int, ...]:
-    first = aws_weekday(year, month, 1)
-    return tuple(
-        d for d in range(1, last_day(year, month) + 1) if (first + d - 2) % 7 + 1 in weekdays
-    )
+    return _weekday_days(aws_weekday(year, month, 1), last_day(year, month), weekdays)
+
+
+@functools.cache
+def _weekday_days(first: int, end: int, weekdays: tuple[int, ...]) -> tuple[int, ...]:
+    # A month's days on given weekdays depend only on its first weekday and its length.
+    return tuple(d for d in range(1, end + 1) if (first + d - 2) % 7 + 1 in weekdays)
 
 
 def _nth_weekday(year: int, month: int, weekday: int, index: int) -> tuple[int, ...]:
