@@ -22,14 +22,9 @@ class TimebridgeError(Exception):
     status = 500
 
 
-class InvalidSchedule(TimebridgeError, ValueError):
-    """A schedule that cannot be provisioned, with the field at fault and the reason.
+class _FieldError(TimebridgeError, ValueError):
+    """Bad input with the field at fault and the reason; `str(error)` is "field: reason"."""
 
-    `field` names the offending part ("day-of-week", "schedule.timezone", ...), `reason` says
-    what is wrong in plain words; `str(error)` is "field: reason".
-    """
-
-    code = "INVALID_SCHEDULE"
     status = 422
 
     def __init__(self, field: str, reason: str) -> None:
@@ -38,16 +33,17 @@ class InvalidSchedule(TimebridgeError, ValueError):
         self.reason = reason
 
 
-class InvalidRequest(TimebridgeError, ValueError):
+class InvalidSchedule(_FieldError):
+    """A schedule that cannot be provisioned. `field` names the offending part ("day-of-week",
+    "schedule.timezone", ...), `reason` says what is wrong in plain words."""
+
+    code = "INVALID_SCHEDULE"
+
+
+class InvalidRequest(_FieldError):
     """Bad input other than the schedule; `field` and `reason` as for InvalidSchedule."""
 
     code = "VALIDATION_ERROR"
-    status = 422
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 class Unauthorized(TimebridgeError):

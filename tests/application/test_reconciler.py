@@ -12,12 +12,11 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import Task
-from service.adapters.scheduler.local import LocalSchedulerBackend
 from service.application.reconcile import Reconciler
 from service.application.tasks import TaskService, definition_for
 from service.domain.errors import Conflict, TimebridgeError
 from service.domain.provisioning import ScheduleDefinition
-from tests.application.fakes import Crash, FaultyBackend, FrozenClock, add_tenant
+from tests.application.fakes import Crash, FaultyBackend, FrozenClock
 
 
 def body(name: str = "job", **changes: Any) -> dict[str, Any]:
@@ -27,35 +26,6 @@ def body(name: str = "job", **changes: Any) -> dict[str, Any]:
         "target": {"url": "https://svc.internal/hook"},
         **changes,
     }
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture
-def backend(db_sessions: sessionmaker[Session], clock: FrozenClock) -> FaultyBackend:
-    return FaultyBackend(LocalSchedulerBackend(db_sessions, clock=clock))
-
-
-@pytest.fixture
-def service(
-    db_sessions: sessionmaker[Session], backend: FaultyBackend, clock: FrozenClock
-) -> TaskService:
-    return TaskService(db_sessions, backend, clock=clock)
-
-
-@pytest.fixture
-def reconciler(
-    db_sessions: sessionmaker[Session], backend: FaultyBackend, clock: FrozenClock
-) -> Reconciler:
-    return Reconciler(db_sessions, backend, clock=clock)
-
-
-@pytest.fixture
-def tenant(db_sessions: sessionmaker[Session]) -> str:
-    return add_tenant(db_sessions)
 
 
 def test_orphan_schedule_with_no_row_is_deleted(
@@ -70,7 +40,7 @@ def test_orphan_schedule_with_no_row_is_deleted(
     assert list(backend.list()) == []
 
 
-def test_schedule_of_a_cancelled_task_is_deleted(
+def test_cancel_that_crashed_before_its_commit_gets_its_schedule_back(
     service: TaskService, reconciler: Reconciler, backend: FaultyBackend, tenant: str
 ) -> None:
     task, _ = service.create(tenant, body())
@@ -81,6 +51,19 @@ def test_schedule_of_a_cancelled_task_is_deleted(
     report = reconciler.run()  # ...so the live row gets its schedule back
     assert report.created == 1
     assert backend.get(task["schedule_name"]) is not None
+
+
+def test_schedule_of_a_cancelled_task_is_deleted(
+    service: TaskService, reconciler: Reconciler, backend: FaultyBackend, tenant: str
+) -> None:
+    task, _ = service.create(tenant, body())
+    info = backend.get(task["schedule_name"])
+    assert info is not None
+    service.cancel(tenant, task["id"])
+    backend.inner.create(info.definition, client_token="left-over")  # e.g. a lost delete
+    report = reconciler.run()
+    assert report.deleted_for_terminal_tasks == 1
+    assert list(backend.list()) == []
 
 
 def test_state_and_expression_drift_is_repaired_toward_the_row(

@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import IdempotencyRecord, Task
-from service.adapters.scheduler.local import LocalSchedulerBackend
 from service.application.tasks import TaskService
 from service.domain.errors import Conflict, InvalidRequest, InvalidSchedule, NotFound
 from tests.application.fakes import FaultyBackend, FrozenClock, add_tenant
@@ -29,28 +28,6 @@ def body(**changes: Any) -> dict[str, Any]:
         },
         **changes,
     }
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture
-def backend(db_sessions: sessionmaker[Session], clock: FrozenClock) -> FaultyBackend:
-    return FaultyBackend(LocalSchedulerBackend(db_sessions, clock=clock))
-
-
-@pytest.fixture
-def service(
-    db_sessions: sessionmaker[Session], backend: FaultyBackend, clock: FrozenClock
-) -> TaskService:
-    return TaskService(db_sessions, backend, clock=clock)
-
-
-@pytest.fixture
-def tenant(db_sessions: sessionmaker[Session]) -> str:
-    return add_tenant(db_sessions)
 
 
 def count_tasks(sessions: sessionmaker[Session]) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import calendar
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -106,9 +106,32 @@ def calendar_fire_times(
             if len(out) == count:
                 break
         return out
-    # Start a little early in wall time: around a fall-back the wall clock runs twice.
-    for y, mo, d, h, mi in pattern.iter_local(to_local_naive(lower, zone) - _MAX_SHIFT):
-        resolved = resolve_local(datetime(y, mo, d, h, mi), zone)
+    walls = (
+        datetime(y, mo, d, h, mi)
+        for y, mo, d, h, mi in pattern.iter_local(wall_clock_start(lower, zone))
+    )
+    return take_fires(walls, zone, lower=lower, count=count, end=end)
+
+
+def wall_clock_start(lower: datetime, zone: ZoneInfo) -> datetime:
+    """Where to start walking wall time for fires after `lower`: a little early, because around
+    a fall-back the wall clock runs twice."""
+    return to_local_naive(lower, zone) - _MAX_SHIFT
+
+
+def take_fires(
+    walls: Iterable[datetime],
+    zone: ZoneInfo,
+    *,
+    lower: datetime,
+    count: int,
+    end: datetime | None,
+) -> list[datetime]:
+    """The first `count` instants after `lower` (and not after `end`) of increasing wall times,
+    with EventBridge's rules: skipped wall times do not fire, repeated ones fire once."""
+    out: list[datetime] = []
+    for wall in walls:
+        resolved = resolve_local(wall, zone)
         if resolved is None or resolved <= lower:
             continue
         if end is not None and resolved > end:

@@ -17,8 +17,8 @@ from typing import Any
 from dateutil import rrule as du_rrule
 
 from service.domain.errors import InvalidSchedule
-from service.domain.schedules._calendar import MAX_YEAR
-from service.domain.schedules._zones import load_zone, resolve_local, to_local_naive
+from service.domain.schedules._calendar import MAX_YEAR, take_fires, wall_clock_start
+from service.domain.schedules._zones import load_zone, to_local_naive
 from service.domain.schedules.aws import DAY_NAMES, MAX_EXPRESSION_LENGTH
 from service.domain.schedules.unix_cron import render_values, render_weekdays
 
@@ -50,7 +50,6 @@ _BYDAY = re.compile(r"([+-]?\d{1,2})?(MO|TU|WE|TH|FR|SA|SU)")
 _ICAL_DAYS = ("SU", "MO", "TU", "WE", "TH", "FR", "SA")  # index + 1 = AWS day number
 # Far enough to exhaust any rule, near enough that a rule that never matches ends quickly.
 _HORIZON = datetime(MAX_YEAR, 12, 31, 23, 59, 59)
-_MAX_SHIFT = timedelta(hours=3)
 
 
 @dataclass(frozen=True)
@@ -78,20 +77,10 @@ class RRuleSchedule:
         """Next `count` aware-UTC instants strictly after `after`, within inclusive bounds."""
         zone = load_zone(self.zone_name)
         lower = after if start is None or start <= after else start - timedelta(microseconds=1)
-        out: list[datetime] = []
         if count <= 0:
-            return out
-        begin = to_local_naive(lower, zone) - _MAX_SHIFT
-        for naive in self.rule.xafter(begin, inc=True):
-            resolved = resolve_local(naive, zone)
-            if resolved is None or resolved <= lower:
-                continue
-            if end is not None and resolved > end:
-                break
-            out.append(resolved)
-            if len(out) == count:
-                break
-        return out
+            return []
+        walls = self.rule.xafter(wall_clock_start(lower, zone), inc=True)
+        return take_fires(walls, zone, lower=lower, count=count, end=end)
 
     def wall_times(self, low: datetime, high: datetime) -> list[datetime]:
         """Naive wall-clock occurrences in [low, high)."""
