@@ -143,6 +143,7 @@ class _Field:
     high: int
     names: tuple[str, ...] = ()  # names[i] stands for low + i
     max_step: int | None = None
+    span_high: int | None = None  # where '*' and 'a/n' stop, when below `high` (unix 7 = SUN)
 
 
 _MINUTES = _Field("minutes", 0, 59, max_step=59)
@@ -193,8 +194,9 @@ def parse_numeric_field(text: str, spec: _Field, *, steps: bool = True) -> tuple
                 raise InvalidSchedule(
                     spec.name, f"increment {step} in {item!r} is above {spec.max_step}"
                 )
+        top = spec.high if spec.span_high is None else spec.span_high
         if base == "*":
-            low, high = spec.low, spec.high
+            low, high = spec.low, top
         elif "-" in base:
             first, _, last = base.partition("-")
             low, high = _value(first, spec), _value(last, spec)
@@ -204,7 +206,7 @@ def parse_numeric_field(text: str, spec: _Field, *, steps: bool = True) -> tuple
                 )
         else:
             low = _value(base, spec)
-            high = spec.high if slash else low
+            high = max(top, low) if slash else low
         values.update(range(low, high + 1, step))
     return tuple(sorted(values))
 

@@ -540,7 +540,8 @@ def _build_cron(
     if len(fields) == 5 and (fields[2].startswith("*") or fields[4].startswith("*")):
         warnings.append(
             "classic Vixie cron treats a day field starting with '*' (such as */2) as "
-            "unrestricted; Timebridge treats only a bare '*' that way"
+            "unrestricted and would need BOTH day fields to match; Timebridge, like croniter, "
+            "fires when either matches"
         )
     return _Built(
         "chained",

@@ -2,9 +2,10 @@
 identical.
 
 Unix differs from AWS in ways that bite: day-of-week 0-7 with SUN as 0 (and 7), no '?', and a day
-matches when EITHER day field matches if both are restricted. We treat a day field as restricted
-unless it is exactly '*' (as croniter and most libraries do; classic Vixie cron also counts '*/2' as
-unrestricted). That "either" has no AWS equivalent, so such expressions run in chained mode,
+matches when EITHER day field matches if both are restricted. A day field is restricted when it
+leaves some day out: '*', '*/1' and '0-6' are not (as croniter reads them). Classic Vixie cron
+instead looks at the first character, so it also counts '*/2' as unrestricted; `explain` warns
+where that matters. The "either" has no AWS equivalent, so such expressions run in chained mode,
 evaluated here, rather than being silently changed.
 """
 
@@ -45,7 +46,8 @@ _MINUTES = _Field("minute", 0, 59)
 _HOURS = _Field("hour", 0, 23)
 _DOM = _Field("day-of-month", 1, 31)
 _MONTH = _Field("month", 1, 12, MONTH_NAMES)
-_DOW = _Field("day-of-week", 0, 7, DAY_NAMES)  # SUN=0 ... SAT=6, and 7 is SUN again
+# SUN=0 ... SAT=6; 7 is accepted as SUN again, but '*' and 'a/n' run 0-6 (as croniter does).
+_DOW = _Field("day-of-week", 0, 7, DAY_NAMES, span_high=6)
 _ALL_YEARS = tuple(range(MIN_YEAR, MAX_YEAR + 1))
 
 
@@ -128,8 +130,9 @@ def parse_unix_cron(text: str, field: str = "expression") -> UnixCron:
     except InvalidSchedule as exc:
         raise InvalidSchedule(f"{field}.{exc.field}", exc.reason) from exc
     weekdays = tuple(sorted({d % 7 + 1 for d in raw_dows}))  # unix 0/7=SUN -> AWS 1
-    dom_restricted = parts[2] != "*"
-    dow_restricted = parts[4] != "*"
+    # A day field restricts only if it leaves some day out (so '*', '*/1' and 0-6 do not).
+    dom_restricted = len(doms) < 31
+    dow_restricted = len(weekdays) < 7
     pattern = CalendarPattern(
         minutes=minutes,
         hours=hours,
