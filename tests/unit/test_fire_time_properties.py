@@ -246,3 +246,42 @@ def test_fires_around_daylight_saving_changes_skip_gaps_and_never_repeat(
         # ...and a repeated wall time fires at its first instant only.
         assert wall.replace(tzinfo=tz, fold=0).astimezone(UTC) == fire, (text, zone, wall)
     assert fires == sorted(fires) and len(set(fires)) == len(fires)
+
+
+expression_noise = st.one_of(
+    st.text(max_size=40),
+    st.builds(
+        lambda kind, body: f"{kind}({body})",
+        st.sampled_from(["cron", "rate", "at"]),
+        st.text(alphabet="0123456789 */-,?LW#JANMOSUTHFRIDYECPGVlwx:.", max_size=30),
+    ),
+)
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True)
+@given(text=expression_noise)
+def test_any_text_parses_or_is_refused_with_invalid_schedule(text: str) -> None:
+    """No input makes the parser or the compiler fail in any other way (no traceback)."""
+    from service.domain.errors import InvalidSchedule
+    from service.domain.schedules import (
+        AtExpression,
+        CronExpression,
+        RateExpression,
+        compile_schedule,
+        parse_aws_expression,
+    )
+
+    try:
+        parsed = parse_aws_expression(text)
+    except InvalidSchedule as exc:
+        assert exc.field and exc.reason
+    else:
+        assert isinstance(parsed, AtExpression | RateExpression | CronExpression)
+    try:
+        compiled = compile_schedule(
+            {"kind": "cron", "expression": text}, now=datetime(2027, 1, 1, tzinfo=UTC)
+        )
+    except InvalidSchedule as exc:
+        assert exc.field == "schedule.expression" and exc.reason
+    else:
+        assert compiled.mode in ("native", "chained")

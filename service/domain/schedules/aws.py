@@ -317,7 +317,8 @@ def _nearest_weekday(year: int, month: int, day: int) -> tuple[int, ...]:
 
 def _parse_cron(text: str) -> CronExpression:
     match = _CRON.fullmatch(text)
-    assert match is not None
+    if match is None:
+        raise InvalidSchedule("cron", f"{text!r} must be cron(fields), closed by ')'")
     inner = match.group(1)
     parts = inner.split()
     if len(parts) != 6 or inner != inner.strip():
