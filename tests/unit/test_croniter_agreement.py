@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from croniter import croniter
 
 from service.domain.schedules import compile_schedule, next_fire_times
@@ -115,3 +116,42 @@ def test_a_day_field_covering_every_day_restricts_nothing() -> None:
     for text in ("0 0 1,6 * 0-6", "0 0 1,6 * */1", "0 0 1,6 * SUN-SAT"):
         assert parse_unix_cron(text).to_aws() == "cron(0 0 1,6 * ? *)", text
     assert parse_unix_cron("0 0 1-31 * MON").to_aws() == "cron(0 0 ? * MON *)"
+
+
+@pytest.mark.parametrize(
+    ("unix", "aws"),
+    [
+        ("* * * * *", "cron(* * * * ? *)"),
+        ("0 9 * * *", "cron(0 9 * * ? *)"),
+        ("0 9 * * 1-5", "cron(0 9 ? * MON-FRI *)"),
+        ("0 9 * * MON-FRI", "cron(0 9 ? * MON-FRI *)"),
+        ("0 9 * * mon,wed,fri", "cron(0 9 ? * MON,WED,FRI *)"),
+        ("0 0 * * 0", "cron(0 0 ? * SUN *)"),
+        ("0 0 * * 7", "cron(0 0 ? * SUN *)"),
+        ("0 0 * * 5-7", "cron(0 0 ? * SUN,FRI,SAT *)"),
+        ("0 0 * * */2", "cron(0 0 ? * SUN,TUE,THU,SAT *)"),
+        ("0 0 * * 1/3", "cron(0 0 ? * MON,THU *)"),
+        ("*/15 * * * *", "cron(0/15 * * * ? *)"),
+        ("5/15 * * * *", "cron(5/15 * * * ? *)"),
+        ("10-40/10 * * * *", "cron(10,20,30,40 * * * ? *)"),
+        ("0 */6 * * *", "cron(0 0/6 * * ? *)"),
+        ("0 8-18 * * *", "cron(0 8-18 * * ? *)"),
+        ("0 1,2,3,10 * * *", "cron(0 1-3,10 * * ? *)"),
+        ("0 0 1,15 * *", "cron(0 0 1,15 * ? *)"),
+        ("0 0 */2 * *", "cron(0 0 1/2 * ? *)"),
+        ("0 0 1 JAN,jul *", "cron(0 0 1 1,7 ? *)"),
+        ("0 0 1 */3 *", "cron(0 0 1 1/3 ? *)"),
+        ("0 0 1 6-8 *", "cron(0 0 1 6-8 ? *)"),
+        ("@hourly", "cron(0 * * * ? *)"),
+        ("@daily", "cron(0 0 * * ? *)"),
+        ("@midnight", "cron(0 0 * * ? *)"),
+        ("@weekly", "cron(0 0 ? * SUN *)"),
+        ("@monthly", "cron(0 0 1 * ? *)"),
+        ("@yearly", "cron(0 0 1 1 ? *)"),
+        ("@annually", "cron(0 0 1 1 ? *)"),
+        ("0 9 1 * 1", None),  # the 1st OR a Monday: no AWS equivalent, chained
+        ("0 9 */2 * 1-5", None),
+    ],
+)
+def test_unix_features_translate_to_the_same_aws_schedule(unix: str, aws: str | None) -> None:
+    assert parse_unix_cron(unix).to_aws() == aws
