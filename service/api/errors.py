@@ -4,7 +4,8 @@ Every error leaves the service as
 `{"error": {"code", "message", "details": [{"field", "reason"}], "request_id", "timestamp"}}`:
 - `TimebridgeError` subclasses: their own `code` and `status`; `field`/`reason` become details;
 - Starlette/FastAPI `HTTPException` (unknown route, wrong method, ...): the real status, with
-  the code DESIGN.md names for it, else VALIDATION_ERROR (4xx) or INTERNAL (5xx);
+  the code DESIGN.md names for it, else VALIDATION_ERROR (4xx) or INTERNAL (5xx); but a 400
+  (FastAPI's answer to a body it cannot decode, e.g. not UTF-8) is bad JSON: 422 as below;
 - `RequestValidationError` (bad JSON, wrong types, unknown fields): 422 VALIDATION_ERROR with one
   detail per field;
 - anything else: 500 INTERNAL with a fixed message; the exception text and traceback go to the
@@ -70,6 +71,24 @@ class ErrorEnvelope(BaseModel):
     """The body of every error response."""
 
     error: ErrorBody
+
+
+_ERROR_DESCRIPTIONS = {
+    401: "UNAUTHORIZED: the API key is missing, malformed, unknown or revoked",
+    403: "FORBIDDEN: this API key's role may not do this",
+    404: "NOT_FOUND: no such resource for this tenant",
+    409: "CONFLICT: the request contradicts the stored state",
+    422: "VALIDATION_ERROR or INVALID_SCHEDULE, naming the field at fault",
+    503: "UPSTREAM_THROTTLED (with Retry-After) or UPSTREAM_UNAVAILABLE: retry later",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries documenting the error envelope for these statuses."""
+    return {
+        status: {"model": ErrorEnvelope, "description": _ERROR_DESCRIPTIONS[status]}
+        for status in statuses
+    }
 
 
 def new_request_id() -> str:
@@ -167,6 +186,16 @@ async def _on_timebridge_error(request: Request, exc: Exception) -> JSONResponse
 async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
+    if status == 400:
+        # DESIGN.md has no 400: an unreadable body is a VALIDATION_ERROR like any bad JSON.
+        return error_response(
+            request,
+            status=422,
+            code="VALIDATION_ERROR",
+            message="The request is not valid.",
+            details=[ErrorDetail(field="body", reason="could not be decoded as JSON")],
+            headers=exc.headers,
+        )
     if status >= 500:
         code, message = "INTERNAL", _INTERNAL_MESSAGE
     else:

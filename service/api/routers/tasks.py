@@ -8,9 +8,11 @@ from fastapi import APIRouter, Body, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import PrincipalDep, TasksDep
+from service.api.errors import error_responses
 from service.application.batch import MAX_BATCH, create_many
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+# Every route authenticates and validates its input; each adds the failures it can meet.
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=error_responses(401, 422))
 
 TASK_EXAMPLE: dict[str, Any] = {
     "name": "nightly-report",
@@ -114,7 +116,15 @@ class BatchOut(BaseModel):
 TaskId = Annotated[str, Path(max_length=64, description="The task id (a UUID)")]
 
 
-@router.post("", status_code=201, response_model=TaskOut)
+@router.post(
+    "",
+    status_code=201,
+    response_model=TaskOut,
+    responses={
+        200: {"model": TaskOut, "description": "Replayed: the task this Idempotency-Key made"},
+        **error_responses(403, 409, 503),
+    },
+)
 def create_task(
     body: Annotated[TaskIn, Body()],
     principal: PrincipalDep,
@@ -147,7 +157,7 @@ def list_tasks(
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
-@router.post("/batch", response_model=BatchOut)
+@router.post("/batch", response_model=BatchOut, responses=error_responses(403))
 def create_batch(body: BatchIn, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
     """Create up to 1,000 tasks; every item gets its own status (201, 200 replayed, 4xx, 503)."""
     principal.require("editor")
@@ -156,12 +166,12 @@ def create_batch(body: BatchIn, principal: PrincipalDep, tasks: TasksDep) -> dic
     return {"results": results, "created": created, "failed": len(results) - created}
 
 
-@router.get("/{task_id}", response_model=TaskOut)
+@router.get("/{task_id}", response_model=TaskOut, responses=error_responses(404))
 def get_task(task_id: TaskId, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
     return tasks.get(principal.tenant_id, task_id)
 
 
-@router.patch("/{task_id}", response_model=TaskOut)
+@router.patch("/{task_id}", response_model=TaskOut, responses=error_responses(403, 404, 409, 503))
 def update_task(
     task_id: TaskId, body: TaskPatch, principal: PrincipalDep, tasks: TasksDep
 ) -> dict[str, Any]:
@@ -169,20 +179,24 @@ def update_task(
     return tasks.update(principal.tenant_id, task_id, body.model_dump(exclude_unset=True))
 
 
-@router.delete("/{task_id}", response_model=TaskOut)
+@router.delete("/{task_id}", response_model=TaskOut, responses=error_responses(403, 404, 503))
 def cancel_task(task_id: TaskId, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
     """Cancel: the schedule is deleted, the task and its history stay readable."""
     principal.require("editor")
     return tasks.cancel(principal.tenant_id, task_id)
 
 
-@router.post("/{task_id}/pause", response_model=TaskOut)
+@router.post(
+    "/{task_id}/pause", response_model=TaskOut, responses=error_responses(403, 404, 409, 503)
+)
 def pause_task(task_id: TaskId, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
     principal.require("editor")
     return tasks.pause(principal.tenant_id, task_id)
 
 
-@router.post("/{task_id}/resume", response_model=TaskOut)
+@router.post(
+    "/{task_id}/resume", response_model=TaskOut, responses=error_responses(403, 404, 409, 503)
+)
 def resume_task(task_id: TaskId, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
     principal.require("editor")
     return tasks.resume(principal.tenant_id, task_id)
