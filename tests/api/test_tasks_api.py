@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import Task
@@ -226,3 +226,21 @@ def test_other_tenants_tasks_answer_404_like_missing_ones(client: TestClient) ->
         ]["message"].replace("00000000-0000-4000-8000-000000000000", "ID")
     assert client.get("/v1/tasks", headers=other).json()["items"] == []
     assert client.get(f"/v1/tasks/{created['id']}").json()["name"] == "nightly-report"
+
+
+def test_ready_checks_the_database(client: TestClient) -> None:
+    assert client.get("/ready").json() == {"status": "ok", "database": "ok"}
+    assert client.get("/live").json() == {"status": "ok"}
+
+
+def test_ready_is_503_when_the_database_does_not_answer(tmp_path: Any) -> None:
+    from service.container import build_container
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/tb.db", embedded_engine=False)
+    app = create_app(settings)
+    container = build_container(settings)
+    container.engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    app.state.container = container
+    response = TestClient(app).get("/ready")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "database": "unreachable"}

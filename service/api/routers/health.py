@@ -1,11 +1,16 @@
-"""Liveness: the process answers. Readiness (`/ready`, the database) comes with the database."""
+"""Probes: `/health` and `/live` (the process answers), `/ready` (the database answers too)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.api.deps import ContainerDep
 
 router = APIRouter(tags=["health"])
 
@@ -14,6 +19,32 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: Literal["ok", "unreachable"]
+
+
 @router.get("/health", summary="The process is up")
 async def health() -> Health:
     return Health()
+
+
+@router.get("/live", summary="The process is up (liveness probe)")
+async def live() -> Health:
+    return Health()
+
+
+@router.get(
+    "/ready",
+    summary="The database answers (readiness probe)",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "the database does not answer"}},
+)
+def ready(container: ContainerDep) -> JSONResponse:
+    try:
+        with container.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        body = Readiness(status="unavailable", database="unreachable")
+        return JSONResponse(status_code=503, content=body.model_dump())
+    return JSONResponse(status_code=200, content=Readiness(status="ok", database="ok").model_dump())
