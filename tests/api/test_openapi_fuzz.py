@@ -46,8 +46,8 @@ AUTHORIZATION = {"Authorization": f"Bearer {ADMIN_KEY}"}
 SEED = 20261123
 Operation = APIOperation[Any, Any, Any, Any]
 AnyCase = Case[Any]
-# Per operation and generation mode: 9 operations x 2 modes + the three probes (one possible request,
-# nothing to negate) come to 1,353 cases, a margin above MIN_CASES.
+# Per operation and generation mode: 9 operations x 2 modes + the three probes (one possible
+# request each, nothing to negate) come to 1,353 cases, a margin above MIN_CASES.
 EXAMPLES_PER_RUN = 75
 MIN_CASES = 1_000
 CHECKS: list[CheckFunction] = [
