@@ -40,7 +40,7 @@ class AdaptiveLimiter:
     throttled (0.5%, 1%, 2% ... up to 5% per 100 ms)."""
 
     def __init__(
-        self, initial_rate: float = 100.0, minimum_rate: float = 1.0, max_in_flight: int = 64
+        self, initial_rate: float = 200.0, minimum_rate: float = 1.0, max_in_flight: int = 64
     ) -> None:
         self.rate = initial_rate
         self.minimum_rate = minimum_rate
@@ -48,6 +48,7 @@ class AdaptiveLimiter:
         self.ceiling: float | None = None
         self.throttles = 0
         self._lock = threading.Lock()
+        self._gate = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._successes: deque[float] = deque()
         self._next = time.monotonic()
@@ -57,17 +58,20 @@ class AdaptiveLimiter:
 
     def acquire(self) -> None:
         self._slots.acquire()
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                if now >= self._next:
-                    # Up to 20 ms of credit: calls delayed by thread wake-ups catch up instead
-                    # of being lost, while a burst stays far below a quota's own allowance.
-                    self._next = max(self._next, now - 0.02) + 1.0 / self.rate
-                    return
-                wait = self._next - now
-            # Slots are not reserved ahead: a waiting call sees the rate change at once.
-            time.sleep(min(wait, 0.005))
+        # One caller at a time waits for the next slot; the others sleep on the gate, so a
+        # crowd of waiting threads costs no CPU.
+        with self._gate:
+            while True:
+                with self._lock:
+                    now = time.monotonic()
+                    if now >= self._next:
+                        # Up to 20 ms of credit: calls delayed by thread wake-ups catch up
+                        # instead of being lost, a burst far below a quota's own allowance.
+                        self._next = max(self._next, now - 0.02) + 1.0 / self.rate
+                        return
+                    wait = self._next - now
+                # Slots are not reserved ahead: the waiting call sees a rate change at once.
+                time.sleep(min(wait, 0.005))
 
     def release(self, *, throttled: bool) -> None:
         self._slots.release()
