@@ -62,6 +62,18 @@ def build_container(settings: Settings, *, clock: Clock = utc_now) -> Container:
     backend = build_backend(settings, sessions)
     if settings.bootstrap_api_key is not None:
         install_key(sessions, settings.bootstrap_api_key.get_secret_value(), system_admin=True)
+    return assemble(settings, sessions, backend, clock=clock)
+
+
+def assemble(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    backend: SchedulerBackend,
+    *,
+    clock: Clock = utc_now,
+) -> Container:
+    """The use cases over given sessions and backend (tests hand in their own)."""
+    engine = sessions.kw["bind"]
     return Container(
         settings=settings,
         engine=engine,

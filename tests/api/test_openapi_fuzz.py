@@ -33,9 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.scheduler.local import LocalSchedulerBackend
 from service.application.auth import install_key
-from service.application.reconcile import Reconciler
-from service.application.tasks import TaskService
-from service.container import Container
+from service.container import assemble
 from service.main import create_app
 from service.settings import Settings
 from tests.api.test_tasks_api import task_body
@@ -150,14 +148,7 @@ def app(db_sessions: sessionmaker[Session]) -> FastAPI:
     )
     built = create_app(settings, clock=clock)
     backend = LocalSchedulerBackend(db_sessions, clock=clock)
-    built.state.container = Container(
-        settings=settings,
-        engine=bind,
-        sessions=db_sessions,
-        backend=backend,
-        tasks=TaskService(db_sessions, backend, clock=clock),
-        reconciler=Reconciler(db_sessions, backend, clock=clock),
-    )
+    built.state.container = assemble(settings, db_sessions, backend, clock=clock)
     install_key(db_sessions, ADMIN_KEY, system_admin=True)
     return built
 

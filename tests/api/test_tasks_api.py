@@ -14,9 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.adapters.db.models import Task
 from service.adapters.scheduler.local import LocalSchedulerBackend
 from service.application.auth import install_key
-from service.application.reconcile import Reconciler
-from service.application.tasks import TaskService
-from service.container import Container
+from service.container import assemble
 from service.domain.errors import UpstreamThrottled
 from service.main import create_app
 from service.settings import Settings
@@ -50,15 +48,7 @@ def client(db_sessions: sessionmaker[Session], backend: FaultyBackend) -> Iterat
     clock = FrozenClock()
     settings = Settings(database_url="sqlite://", embedded_engine=False)
     app = create_app(settings, clock=clock)
-    bind = db_sessions.kw["bind"]
-    app.state.container = Container(
-        settings=settings,
-        engine=bind,
-        sessions=db_sessions,
-        backend=backend,
-        tasks=TaskService(db_sessions, backend, clock=clock),
-        reconciler=Reconciler(db_sessions, backend, clock=clock),
-    )
+    app.state.container = assemble(settings, db_sessions, backend, clock=clock)
     install_key(db_sessions, ADMIN_KEY, system_admin=True)
     install_key(db_sessions, VIEWER_KEY, role="viewer")
     install_key(db_sessions, OTHER_KEY, tenant_name="other-team")
