@@ -177,6 +177,7 @@ class TaskService:
                     updated_at=now,
                     status=case((Task.status == rules.PROVISIONING, live), else_=Task.status),
                 )
+                .execution_options(synchronize_session=False)  # no objects loaded to refresh
             )
             session.commit()
         task.status, task.schedule_arn, task.updated_at = live, arn, now
