@@ -8,10 +8,7 @@ come back per item, in order."""
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
-from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,83 +18,13 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from service.adapters.db.models import IdempotencyRecord, Task
+from service.application.pacing import AdaptiveLimiter
 from service.application.tasks import TaskService, definition_for, hash_body, task_view
 from service.domain import tasks as rules
 from service.domain.errors import Conflict, InvalidRequest, TimebridgeError, UpstreamThrottled
 
 MAX_BATCH = 1000
 CHUNK = 100
-
-
-class AdaptiveLimiter:
-    """Paces calls to the scheduler near its quota without knowing it.
-
-    Calls are spaced at 1/rate (at most `max_in_flight` at once). The rate starts low and
-    grows x1.5 per 100 ms until the first throttle. On a throttle (counted once per 100 ms)
-    the quota is estimated from what got through in the last half second (but never below 70%
-    of the current rate, so one unlucky window cannot collapse it), and the rate drops to 97% of
-    that; it then probes upward with steps that double while nothing is
-    throttled (0.5%, 1%, 2% ... up to 5% per 100 ms)."""
-
-    def __init__(
-        self, initial_rate: float = 200.0, minimum_rate: float = 1.0, max_in_flight: int = 64
-    ) -> None:
-        self.rate = initial_rate
-        self.minimum_rate = minimum_rate
-        self.maximum = max_in_flight
-        self.ceiling: float | None = None
-        self.throttles = 0
-        self._lock = threading.Lock()
-        self._gate = threading.Lock()
-        self._slots = threading.BoundedSemaphore(max_in_flight)
-        self._successes: deque[float] = deque()
-        self._next = time.monotonic()
-        self._adjusted = self._next
-        self._cut = 0.0
-        self._step = 0.005
-
-    def acquire(self) -> None:
-        self._slots.acquire()
-        # One caller at a time waits for the next slot; the others sleep on the gate, so a
-        # crowd of waiting threads costs no CPU.
-        with self._gate:
-            while True:
-                with self._lock:
-                    now = time.monotonic()
-                    if now >= self._next:
-                        # Up to 20 ms of credit: calls delayed by thread wake-ups catch up
-                        # instead of being lost, a burst far below a quota's own allowance.
-                        self._next = max(self._next, now - 0.02) + 1.0 / self.rate
-                        return
-                    wait = self._next - now
-                # Slots are not reserved ahead: the waiting call sees a rate change at once.
-                time.sleep(min(wait, 0.005))
-
-    def release(self, *, throttled: bool) -> None:
-        self._slots.release()
-        with self._lock:
-            now = time.monotonic()
-            while self._successes and self._successes[0] < now - 0.5:
-                self._successes.popleft()
-            if throttled:
-                self.throttles += 1
-                if now - self._cut > 0.1:  # one cut per burst of throttles
-                    got_through = 2.0 * len(self._successes)  # per second, last 0.5 s
-                    estimate = min(self.rate, max(got_through, 0.7 * self.rate))
-                    self.ceiling = max(self.minimum_rate, estimate)
-                    self.rate = max(self.minimum_rate, estimate * 0.97)
-                    self._cut = self._adjusted = now
-                    self._step = 0.005
-                return
-            self._successes.append(now)
-            if now - self._adjusted < 0.1:
-                return
-            self._adjusted = now
-            if self.ceiling is None:
-                self.rate = min(self.rate * 1.5, 1e6)
-            else:
-                self.rate *= 1 + self._step
-                self._step = min(0.05, self._step * 2)
 
 
 @dataclass

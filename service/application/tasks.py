@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import IdempotencyRecord, Task
+from service.application.pacing import AdaptiveLimiter
 from service.domain import tasks as rules
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import Conflict, InvalidRequest, InvalidSchedule, NotFound
@@ -118,8 +119,6 @@ class TaskService:
         self.backend = backend
         self.clock = clock
         # The scheduler's quota is per account: every batch shares one adaptive limit.
-        from service.application.batch import AdaptiveLimiter
-
         self.limiter = AdaptiveLimiter()
 
     # --- create ------------------------------------------------------------------------------

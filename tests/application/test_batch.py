@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import Task
 from service.adapters.scheduler.eventbridge import EventBridgeSchedulerBackend
-from service.application.batch import AdaptiveLimiter, create_many
+from service.application.batch import create_many
+from service.application.pacing import AdaptiveLimiter
 from service.application.tasks import TaskService
 from service.domain.errors import InvalidRequest
 from tests.application.fakes import FrozenClock, add_tenant

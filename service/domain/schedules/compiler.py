@@ -10,6 +10,7 @@ EventBridge's daylight-saving rules.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -321,13 +322,7 @@ def compile_schedule(spec: ScheduleSpec | Mapping[str, Any], *, now: datetime) -
 
 
 def _replace_warnings(compiled: CompiledSchedule, warnings: list[str]) -> CompiledSchedule:
-    seen: dict[str, None] = dict.fromkeys(warnings)
-    return CompiledSchedule(
-        **{
-            **{f: getattr(compiled, f) for f in compiled.__dataclass_fields__},
-            "warnings": tuple(seen),
-        }
-    )
+    return dataclasses.replace(compiled, warnings=tuple(dict.fromkeys(warnings)))
 
 
 @dataclass
