@@ -62,8 +62,8 @@ def expression(rng: random.Random) -> str:
 
 def croniter_quirk(text: str) -> bool:
     """A day field that covers every day without being '*' (e.g. */1 or 0-6): croniter then
-    ORs or ANDs the two day fields depending on whether the OTHER field's text contains a '*'.
-    Timebridge reads such a field as no restriction at all (see the test below)."""
+    ORs or ANDs the two day fields depending on whether the OTHER field's text contains a '*',
+    where POSIX (and Timebridge, see the test below) always ORs."""
     if text.startswith("@"):
         return False
     parsed = parse_unix_cron(text)
@@ -111,11 +111,13 @@ def test_a_range_with_equal_ends_is_that_one_value() -> None:
     assert parse_unix_cron("0 0 1 DEC-DEC *").to_aws() == "cron(0 0 1 12 ? *)"
 
 
-def test_a_day_field_covering_every_day_restricts_nothing() -> None:
-    # Not '*', yet no restriction: only the day-of-month list decides.
+def test_a_day_field_covering_every_day_still_restricts_as_posix_says() -> None:
+    # '0-6' is "an element or list" in POSIX terms: with the 1st and 6th it means either.
     for text in ("0 0 1,6 * 0-6", "0 0 1,6 * */1", "0 0 1,6 * SUN-SAT"):
-        assert parse_unix_cron(text).to_aws() == "cron(0 0 1,6 * ? *)", text
-    assert parse_unix_cron("0 0 1-31 * MON").to_aws() == "cron(0 0 ? * MON *)"
+        unix = parse_unix_cron(text)
+        assert unix.days_either and unix.to_aws() == "cron(0 0 * * ? *)", text
+    assert parse_unix_cron("0 0 1-31 * MON").to_aws() == "cron(0 0 * * ? *)"
+    assert parse_unix_cron("0 0 1,6 * *").to_aws() == "cron(0 0 1,6 * ? *)"
 
 
 @pytest.mark.parametrize(

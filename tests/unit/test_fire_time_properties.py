@@ -1,7 +1,8 @@
 """Property tests (hypothesis) of the evaluator on random AWS cron expressions in zones with and
 without daylight saving, in both hemispheres: fires strictly increase, each one matches the
-expression by an independent matcher written here, none falls in a DST gap, and none repeats a
-wall time in a DST overlap. rate() fires are exactly one interval apart."""
+expression by an independent matcher written here, none falls in a DST gap, none repeats a
+wall time in a DST overlap, and no matching minute is missed. rate() fires are exactly one
+interval apart."""
 
 from __future__ import annotations
 
@@ -175,6 +176,24 @@ def test_cron_fires_increase_match_and_respect_daylight_saving(
     assert len(walls) == len(set(walls)), (text, zone, walls)
     for fire, wall in zip(fires, walls, strict=True):
         assert wall.replace(tzinfo=tz, fold=0).astimezone(UTC) == fire
+    # Nothing is missed: every minute up to the last fire (at most two days) whose wall time
+    # matches, exists and is the first of its kind, is among the fires.
+    if fires:
+        fired = set(fires)
+        minute = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        stop = min(fires[-1], after + timedelta(days=2))
+        while minute <= stop:
+            wall = minute.astimezone(tz).replace(tzinfo=None)
+            if (
+                wall.minute in minutes.values
+                and wall.hour in hours.values
+                and wall.month in months.values
+                and wall.year in years.values
+                and matcher(wall.date())
+                and wall.replace(tzinfo=tz, fold=0).astimezone(UTC) == minute
+            ):
+                assert minute in fired, (text, zone, "missed", minute)
+            minute += timedelta(minutes=1)
 
 
 @PROPERTY_SETTINGS

@@ -535,8 +535,13 @@ def _build_cron(
     if len(fields) == 5 and (fields[2].startswith("*") or fields[4].startswith("*")):
         warnings.append(
             "classic Vixie cron treats a day field starting with '*' (such as */2) as "
-            "unrestricted and would need BOTH day fields to match; Timebridge, like croniter, "
-            "fires when either matches"
+            "unrestricted and would need BOTH day fields to match; Timebridge follows POSIX "
+            "and fires when either matches"
+        )
+    if len(unix.days_of_month) == 31 or len(unix.weekdays) == 7:
+        warnings.append(
+            "one day field covers every day, so with unix's either-day rule this fires every "
+            "day; write '*' there if the other field should decide"
         )
     return _Built(
         "chained",

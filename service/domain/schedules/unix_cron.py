@@ -2,11 +2,12 @@
 identical.
 
 Unix differs from AWS in ways that bite: day-of-week 0-7 with SUN as 0 (and 7), no '?', and a day
-matches when EITHER day field matches if both are restricted. A day field is restricted when it
-leaves some day out: '*', '*/1' and '0-6' are not (as croniter reads them). Classic Vixie cron
-instead looks at the first character, so it also counts '*/2' as unrestricted; `explain` warns
-where that matters. The "either" has no AWS equivalent, so such expressions run in chained mode,
-evaluated here, rather than being silently changed.
+matches when EITHER day field matches if both are restricted. As POSIX says, a day field is
+restricted unless it is '*' itself, so '0-6' and '*/1' restrict. (Vixie cron looks at the first
+character instead and counts '*/2' as unrestricted; croniter turns a field that covers every
+value into '*' when the other field contains a '*'; `explain` warns where a reading differs.)
+The "either" has no AWS equivalent, so such expressions run in chained mode, evaluated here,
+rather than being silently changed.
 """
 
 from __future__ import annotations
@@ -130,9 +131,9 @@ def parse_unix_cron(text: str, field: str = "expression") -> UnixCron:
     except InvalidSchedule as exc:
         raise InvalidSchedule(f"{field}.{exc.field}", exc.reason) from exc
     weekdays = tuple(sorted({d % 7 + 1 for d in raw_dows}))  # unix 0/7=SUN -> AWS 1
-    # A day field restricts only if it leaves some day out (so '*', '*/1' and 0-6 do not).
-    dom_restricted = len(doms) < 31
-    dow_restricted = len(weekdays) < 7
+    # POSIX: a day field restricts unless it is '*' itself (0-6 or */1 do restrict).
+    dom_restricted = parts[2] != "*"
+    dow_restricted = parts[4] != "*"
     pattern = CalendarPattern(
         minutes=minutes,
         hours=hours,
