@@ -434,3 +434,10 @@ def test_explain_lists_utc_and_local_times() -> None:
             {"utc": "2026-11-25T00:00:00Z", "local": "2026-11-25T09:00:00+09:00"},
         ],
     }
+
+
+def test_a_day_field_covering_every_day_is_warned_about() -> None:
+    result = compiled({"kind": "cron", "expression": "0 0 1,6 * 0-6"})
+    assert result.aws_expression == "cron(0 0 * * ? *)"
+    assert any("covers every day" in w for w in result.warnings)
+    assert compiled({"kind": "cron", "expression": "0 0 1,6 * *"}).warnings == ()

@@ -517,7 +517,10 @@ def _build_cron(
         raise InvalidSchedule("schedule.expression", str(exc)) from exc
     translated = unix.to_aws()
     if translated is not None:
-        return _cron_built(translated, zone)
+        built = _cron_built(translated, zone)
+        if unix.days_either:  # "either" with a field that covers every day: every day
+            built.warnings.append(_EVERY_DAY_WARNING)
+        return built
     time_text = describe_time(unix.minutes, unix.hours)
     aws_dom = render_values(unix.days_of_month, 1, 31)
     dow_text = describe_cron(("0", "0", "?", "*", ",".join(str(d) for d in unix.weekdays), "*"))
@@ -538,11 +541,7 @@ def _build_cron(
             "unrestricted and would need BOTH day fields to match; Timebridge follows POSIX "
             "and fires when either matches"
         )
-    if len(unix.days_of_month) == 31 or len(unix.weekdays) == 7:
-        warnings.append(
-            "one day field covers every day, so with unix's either-day rule this fires every "
-            "day; write '*' there if the other field should decide"
-        )
+
     return _Built(
         "chained",
         None,
@@ -551,6 +550,12 @@ def _build_cron(
         pattern=unix.pattern,
         warnings=warnings,
     )
+
+
+_EVERY_DAY_WARNING = (
+    "one day field covers every day, so with unix's either-day rule this fires every day; "
+    "write '*' there if the other field should decide"
+)
 
 
 def _build_rate(
