@@ -167,7 +167,8 @@ def test_crash_injection_loses_nothing_and_orphans_nothing(
         if commit_fails:
             backend.fault = None
         result = original_around(action)
-        bomb.armed = commit_fails
+        if commit_fails:
+            bomb.armed = True
         return result
 
     backend._around = around  # type: ignore[method-assign]
@@ -182,11 +183,14 @@ def test_crash_injection_loses_nothing_and_orphans_nothing(
     runs = 500
     for run in range(runs):
         op = rng.choice(["create", "create", "update", "pause", "resume", "cancel"])
-        fault = rng.choice([None, "raise", "crash", "commit_fails"])
+        fault = rng.choice([None, "raise", "crash", "commit_fails", "first_commit_fails"])
         ids = list(acknowledged)
         if op != "create" and not ids:
             op = "create"
-        backend.fault = fault
+        # first_commit_fails: the operation's first commit fails (for a create, the row's own
+        # commit, before any AWS call); commit_fails: the commit after the backend call fails.
+        bomb.armed = fault == "first_commit_fails"
+        backend.fault = None if fault == "first_commit_fails" else fault
         tally[f"{op}:{fault}"] += 1
         try:
             if op == "create":
