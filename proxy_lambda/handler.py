@@ -381,6 +381,15 @@ def _outcome(invocation: Invocation, started: float) -> Outcome:
         "execution_id": invocation.execution_id,
         "delivery_attempt": invocation.delivery_attempt,
         "started_at": _utc_text(started),
+        **_no_result(),
+        "callback_enabled": invocation.callback_enabled,
+        "callback_timeout_seconds": invocation.callback_timeout_seconds,
+    }
+
+
+def _no_result() -> Outcome:
+    """The result fields before (or without) any delivery: a trigger failure until known."""
+    return {
         "status": TRIGGER_FAILED,
         "status_code": None,
         "latency_ms": None,
@@ -388,8 +397,6 @@ def _outcome(invocation: Invocation, started: float) -> Outcome:
         "response_body": None,
         "response_body_truncated": False,
         "redirects": 0,
-        "callback_enabled": invocation.callback_enabled,
-        "callback_timeout_seconds": invocation.callback_timeout_seconds,
         "error_kind": None,
         "error": None,
     }
@@ -415,17 +422,10 @@ def _malformed_outcome(event: Any, started: float) -> Outcome:
         "execution_id": _text_or_none(context.get("execution_id")),
         "delivery_attempt": _whole_or_none(context.get("attempt_number")),
         "started_at": _utc_text(started),
-        "status": TRIGGER_FAILED,
-        "status_code": None,
-        "latency_ms": None,
-        "response_headers": {},
-        "response_body": None,
-        "response_body_truncated": False,
-        "redirects": 0,
+        **_no_result(),
         "callback_enabled": False,
         "callback_timeout_seconds": None,
         "error_kind": "malformed_event",
-        "error": None,
     }
 
 
