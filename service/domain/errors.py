@@ -7,6 +7,7 @@ TimebridgeError                 root of everything the service raises on purpose
  ├── Forbidden                  the credentials' role may not do this (403)
  ├── NotFound                   no such resource for this tenant (404)
  ├── Conflict                   the request contradicts stored state (409)
+ │    └── CallbackClosed        a callback for an execution that already ended (409)
  └── UpstreamError              the scheduler backend failed (503)
       ├── UpstreamThrottled     throttled beyond our retries; carries retry_after seconds
       └── UpstreamUnavailable   unreachable, 5xx, or refused for a reason we cannot fix
@@ -64,6 +65,10 @@ class NotFound(TimebridgeError):
 class Conflict(TimebridgeError):
     code = "CONFLICT"
     status = 409
+
+
+class CallbackClosed(Conflict):
+    code = "CALLBACK_CLOSED"
 
 
 class UpstreamError(TimebridgeError):
