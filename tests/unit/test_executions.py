@@ -132,5 +132,9 @@ def test_retry_delay_is_jittered_exponential_and_capped() -> None:
 def test_retry_delay_honours_retry_after() -> None:
     rng = random.Random(7)
     for _ in range(50):
+        # The jitter ceiling for a first retry is 60 s: Retry-After's 120 s wins.
         delay = retry_delay(1, base_seconds=60, max_seconds=3600, retry_after_seconds=120, rng=rng)
-        assert timedelta(seconds=120) <= delay <= timedelta(seconds=120)
+        assert delay == timedelta(seconds=120)
+        # Later the jittered wait may be longer; it is never shorter than Retry-After.
+        late = retry_delay(8, base_seconds=60, max_seconds=3600, retry_after_seconds=5, rng=rng)
+        assert timedelta(seconds=5) <= late <= timedelta(seconds=3600)
