@@ -116,10 +116,7 @@ class EventBridgeSchedulerBackend:
 
     def create(self, definition: ScheduleDefinition, *, client_token: str) -> str:
         request = self._request(definition) | {"ClientToken": client_token}
-        try:
-            response = self._client.create_schedule(**request)
-        except Exception as exc:
-            raise _map_error(exc, definition.name) from exc
+        response = self._call(definition.name, "create_schedule", **request)
         return str(response.get("ScheduleArn") or self._arn(definition.name))
 
     def get(self, name: str) -> ScheduleInfo | None:
@@ -144,15 +141,19 @@ class EventBridgeSchedulerBackend:
         )
         return ScheduleInfo(definition, str(raw.get("Arn") or self._arn(name)))
 
+    def _call(self, name: str, operation: str, **request: Any) -> dict[str, Any]:
+        """One Scheduler API call, its failures mapped to the project's errors."""
+        try:
+            response: dict[str, Any] = getattr(self._client, operation)(**request)
+        except Exception as exc:
+            raise _map_error(exc, name) from exc
+        return response
+
     def _get_raw(self, name: str) -> dict[str, Any] | None:
         try:
-            response: dict[str, Any] = self._client.get_schedule(Name=name, GroupName=self._group)
-        except Exception as exc:
-            error = _map_error(exc, name)
-            if isinstance(error, NotFound):
-                return None
-            raise error from exc
-        return response
+            return self._call(name, "get_schedule", Name=name, GroupName=self._group)
+        except NotFound:
+            return None
 
     def update(self, definition: ScheduleDefinition) -> str:
         # UpdateSchedule replaces the whole schedule: read it, keep what we do not manage
@@ -167,20 +168,14 @@ class EventBridgeSchedulerBackend:
         request["Target"] = {**kept, **request["Target"]}
         if "RetryPolicy" in (current.get("Target") or {}):
             request["Target"]["RetryPolicy"] = current["Target"]["RetryPolicy"]
-        try:
-            response = self._client.update_schedule(**request)
-        except Exception as exc:
-            raise _map_error(exc, definition.name) from exc
+        response = self._call(definition.name, "update_schedule", **request)
         return str(response.get("ScheduleArn") or self._arn(definition.name))
 
     def delete(self, name: str) -> bool:
         try:
-            self._client.delete_schedule(Name=name, GroupName=self._group)
-        except Exception as exc:
-            error = _map_error(exc, name)
-            if isinstance(error, NotFound):
-                return False
-            raise error from exc
+            self._call(name, "delete_schedule", Name=name, GroupName=self._group)
+        except NotFound:
+            return False
         return True
 
     def list(self) -> Iterator[ScheduleSummary]:
@@ -189,10 +184,7 @@ class EventBridgeSchedulerBackend:
             kwargs: dict[str, Any] = {"GroupName": self._group, "NamePrefix": SCHEDULE_NAME_PREFIX}
             if token:
                 kwargs["NextToken"] = token
-            try:
-                page = self._client.list_schedules(**kwargs)
-            except Exception as exc:
-                raise _map_error(exc, "(list)") from exc
+            page = self._call("(list)", "list_schedules", **kwargs)
             for item in page.get("Schedules", []):
                 yield ScheduleSummary(
                     name=item["Name"],
