@@ -1,45 +1,49 @@
-"""Suite-wide setup. Under CI=true an unreachable PostgreSQL fails the run instead of letting
-PostgreSQL-backed tests skip quietly (the server is expected at TIMEBRIDGE_TEST_POSTGRES_HOST,
-default 127.0.0.1:5432)."""
+"""Suite-wide setup: a migrated SQLite and PostgreSQL database for the tests that use one.
+
+PostgreSQL is `TIMEBRIDGE_TEST_POSTGRES_URL` (default: user postgres, database test on
+127.0.0.1:5432). Where it does not answer, its tests are skipped, except under CI=true, where
+the whole run fails at once instead.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import Base
 from service.adapters.db.session import make_engine, make_session_factory, upgrade
 
+POSTGRES_URL = os.environ.get(
+    "TIMEBRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
-def _postgres_address() -> tuple[str, int]:
-    host, _, port = os.environ.get("TIMEBRIDGE_TEST_POSTGRES_HOST", "127.0.0.1:5432").partition(":")
-    return host, int(port or 5432)
 
-
-def postgres_reachable(timeout: float = 2.0) -> bool:
+@functools.cache
+def postgres_reachable() -> bool:
+    """True when the test PostgreSQL accepts a connection and answers a query."""
+    probe = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
     try:
-        with socket.create_connection(_postgres_address(), timeout=timeout):
-            return True
-    except OSError:
+        with probe.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+        return True
+    except SQLAlchemyError:
         return False
+    finally:
+        probe.dispose()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if os.environ.get("CI", "").lower() == "true" and not postgres_reachable():
-        host, port = _postgres_address()
-        pytest.exit(f"CI=true but PostgreSQL is unreachable at {host}:{port}", returncode=1)
-
-
-POSTGRES_URL = os.environ.get(
-    "TIMEBRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+        where = POSTGRES_URL.rsplit("@", 1)[-1]
+        pytest.exit(f"CI=true but PostgreSQL does not answer at {where}", returncode=1)
 
 
 def _pg_engine(schema: str) -> Engine:
@@ -66,7 +70,7 @@ def migrated_engine(
         engine.dispose()
         return
     if not postgres_reachable():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 (under CI this fails the run)")
+        pytest.skip(reason="PostgreSQL does not answer (under CI=true this fails the run)")
     schema = f"tb_test_{uuid.uuid4().hex[:12]}"
     engine = _pg_engine(schema)
     upgrade(engine)
