@@ -359,14 +359,7 @@ class TaskService:
             task = self._owned(session, tenant_id, task_id, lock=True)
             self._require_live(task, "updated")
             self._apply(task, fields, now)
-            rules.schedule_input(
-                task_id=task.id, tenant_id=tenant_id, target=task.target, callback=task.callback
-            )
-            task.version += 1
-            task.updated_at = now
-            task.schedule_arn = self._push(task)
-            session.commit()
-            return task_view(task, now=now)
+            return self._push_and_commit(session, task, now)
 
     def pause(self, tenant_id: str, task_id: str) -> dict[str, Any]:
         return self._set_enabled(tenant_id, task_id, enabled=False)
@@ -384,11 +377,7 @@ class TaskService:
             task.enabled = enabled
             if task.status != rules.PROVISIONING:
                 task.status = rules.SCHEDULED if enabled else rules.PAUSED
-            task.version += 1
-            task.updated_at = now
-            task.schedule_arn = self._push(task)
-            session.commit()
-            return task_view(task, now=now)
+            return self._push_and_commit(session, task, now)
 
     def cancel(self, tenant_id: str, task_id: str) -> dict[str, Any]:
         """Cancel: delete the schedule (not-found counts as done) and keep the task and history."""
@@ -409,6 +398,15 @@ class TaskService:
     def _require_live(self, task: Task, action: str) -> None:
         if task.status in rules.TERMINAL_STATUSES:
             raise Conflict(f"task {task.id} is {task.status} and cannot be {action}")
+
+    def _push_and_commit(self, session: Session, task: Task, now: datetime) -> dict[str, Any]:
+        """A changed row's new version: the backend first (building the definition checks the
+        Input size before any call), the commit after it; a failure leaves the row as it was."""
+        task.version += 1
+        task.updated_at = now
+        task.schedule_arn = self._push(task)
+        session.commit()
+        return task_view(task, now=now)
 
     def _push(self, task: Task) -> str:
         """Make the backend hold the row's schedule (create it if it vanished)."""

@@ -230,3 +230,17 @@ def test_list_filters_and_pages_newest_first(
         service.list(tenant, cursor="garbage")
     with pytest.raises(InvalidRequest):
         service.list(tenant, status="sleeping")
+
+
+def test_update_whose_input_would_be_too_large_changes_nothing(
+    service: TaskService, backend: FaultyBackend, tenant: str
+) -> None:
+    task, _ = service.create(tenant, body())
+    calls = backend.calls
+    with pytest.raises(InvalidRequest) as caught:
+        service.update(
+            tenant, task["id"], {"target": {"url": "https://x.internal", "body": "y" * 300_000}}
+        )
+    assert caught.value.field == "target"
+    assert backend.calls == calls
+    assert service.get(tenant, task["id"])["version"] == 1
