@@ -3,7 +3,10 @@ The API, the CLI and the Lambda handlers all build their objects here, once."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,7 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.adapters.db.session import make_engine, make_session_factory, upgrade
 from service.adapters.scheduler.local import LocalSchedulerBackend
 from service.application.auth import install_key
+from service.application.history import HistoryService, Invoker
 from service.application.reconcile import Reconciler
+from service.application.recorder import AlertSink, LogAlertSink, Recorder
 from service.application.tasks import TaskService
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import TimebridgeError
@@ -31,6 +36,44 @@ class Container:
     backend: SchedulerBackend
     tasks: TaskService
     reconciler: Reconciler
+    recorder: Recorder
+    history: HistoryService
+    invoker: Invoker
+    signing_secret: str | None = None
+    # Local only: the in-process delivery path (proxy handler + recorder).
+    delivery: Any = field(default=None, repr=False)
+
+    def close(self) -> None:
+        close = getattr(self.invoker, "close", None)
+        if close is not None:
+            close()
+
+
+def dev_dir(settings: Settings) -> Path:
+    """Where development secrets live: beside a SQLite database, else in ./.timebridge."""
+    url = settings.database_url
+    if url.startswith("sqlite") and "///" in url and not url.endswith(":memory:"):
+        return Path(url.split("///", 1)[1]).parent
+    return Path(".timebridge")
+
+
+def resolve_signing_secret(settings: Settings) -> str | None:
+    """TIMEBRIDGE_SIGNING_SECRET, or with the local backend a development secret made once and
+    kept beside the database, so signatures and callbacks work out of the box."""
+    if settings.signing_secret is not None:
+        return settings.signing_secret.get_secret_value()
+    if settings.backend != "local":
+        return None
+    path = dev_dir(settings) / "dev-signing-secret"
+    if path.exists():
+        return path.read_text().strip()
+    import base64
+
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return secret
 
 
 def build_backend(settings: Settings, sessions: sessionmaker[Session]) -> SchedulerBackend:
@@ -62,7 +105,9 @@ def build_container(settings: Settings, *, clock: Clock = utc_now) -> Container:
     backend = build_backend(settings, sessions)
     if settings.bootstrap_api_key is not None:
         install_key(sessions, settings.bootstrap_api_key.get_secret_value(), system_admin=True)
-    return assemble(settings, sessions, backend, clock=clock)
+    return assemble(
+        settings, sessions, backend, clock=clock, signing_secret=resolve_signing_secret(settings)
+    )
 
 
 def assemble(
@@ -71,9 +116,41 @@ def assemble(
     backend: SchedulerBackend,
     *,
     clock: Clock = utc_now,
+    invoker: Invoker | None = None,
+    alerts: AlertSink | None = None,
+    signing_secret: str | None = None,
 ) -> Container:
-    """The use cases over given sessions and backend (tests hand in their own)."""
+    """The use cases over given sessions and backend (tests hand in their own, and may hand
+    in the invoker and alert sink too)."""
     engine = sessions.kw["bind"]
+    if alerts is None:
+        alerts = LogAlertSink()
+        if settings.alert_topic_arn:
+            from service.adapters.alerts import SnsAlertSink
+
+            alerts = SnsAlertSink(settings.alert_topic_arn)
+    recorder = Recorder(
+        sessions,
+        backend,
+        clock=clock,
+        alerts=alerts,
+        lateness_threshold_seconds=settings.alert_lateness_seconds,
+        retention_days=settings.execution_retention_days,
+    )
+    if signing_secret is None and settings.signing_secret is not None:
+        signing_secret = settings.signing_secret.get_secret_value()
+    delivery = None
+    if invoker is None:
+        if settings.backend == "local":
+            from service.adapters.invoke import LocalDelivery, ThreadInvoker, proxy_settings_for
+
+            delivery = LocalDelivery(recorder, proxy_settings_for(settings, signing_secret))
+            invoker = ThreadInvoker(delivery)
+        else:
+            from service.adapters.invoke import LambdaInvoker
+
+            assert settings.proxy_lambda_arn is not None
+            invoker = LambdaInvoker(settings.proxy_lambda_arn)
     return Container(
         settings=settings,
         engine=engine,
@@ -81,4 +158,9 @@ def assemble(
         backend=backend,
         tasks=TaskService(sessions, backend, clock=clock),
         reconciler=Reconciler(sessions, backend, clock=clock),
+        recorder=recorder,
+        history=HistoryService(sessions, invoker, clock=clock),
+        invoker=invoker,
+        signing_secret=signing_secret,
+        delivery=delivery,
     )

@@ -15,9 +15,9 @@ from fastapi import FastAPI
 from mangum import Mangum
 
 from service.api.errors import install_error_handling
-from service.api.routers import health, schedules, tasks
+from service.api.routers import executions, health, schedules, tasks
 from service.application.auth import install_key, new_key
-from service.container import Container, build_container
+from service.container import Container, build_container, dev_dir
 from service.domain.clock import Clock, utc_now
 from service.settings import Settings
 
@@ -26,10 +26,7 @@ logger = logging.getLogger("timebridge")
 
 def dev_key_file(settings: Settings) -> Path:
     """Where the development key lives: beside a SQLite database, else in ./.timebridge."""
-    url = settings.database_url
-    if url.startswith("sqlite") and "///" in url and not url.endswith(":memory:"):
-        return Path(url.split("///", 1)[1]).parent / "dev-api-key"
-    return Path(".timebridge") / "dev-api-key"
+    return dev_dir(settings) / "dev-api-key"
 
 
 def _package_version() -> str:
@@ -73,6 +70,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         if key is not None:
             print(f"Timebridge development API key: {key}  (saved in {key_file})", flush=True)
         yield
+        container.close()
         container.engine.dispose()
 
     app = FastAPI(
@@ -88,6 +86,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.include_router(health.router)
     app.include_router(schedules.router)
     app.include_router(tasks.router)
+    app.include_router(executions.router)
+    app.include_router(executions.callbacks)
     return app
 
 

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     allowed_target_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
     public_url: str = "http://127.0.0.1:8000"
     alert_lateness_seconds: int = Field(default=120, ge=1)
+    alert_topic_arn: str | None = None  # SNS topic for alerts on AWS; locally alerts are logged
+    execution_retention_days: int = Field(default=90, ge=1, le=3650)
 
     @field_validator("allowed_target_hosts", mode="before")
     @classmethod

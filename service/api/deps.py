@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from service.application.auth import Principal, authenticate
+from service.application.history import HistoryService
 from service.application.tasks import TaskService
 from service.container import Container, build_container
 from service.domain.clock import Clock, utc_now
@@ -52,8 +53,13 @@ def get_tasks(request: Request) -> TaskService:
     return get_container(request).tasks
 
 
+def get_history(request: Request) -> HistoryService:
+    return get_container(request).history
+
+
 ClockDep = Annotated[Clock, Depends(get_clock)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ContainerDep = Annotated[Container, Depends(get_container)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
+HistoryDep = Annotated[HistoryService, Depends(get_history)]

@@ -15,7 +15,12 @@ from service.application.tasks import definition_for
 from service.domain import tasks as rules
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import NotFound
-from service.domain.provisioning import SchedulerBackend, client_token_for, task_id_for
+from service.domain.provisioning import (
+    SchedulerBackend,
+    client_token_for,
+    is_retry_schedule,
+    task_id_for,
+)
 
 # A provisioning row younger than this may still be in the hands of the request creating it.
 PROVISIONING_GRACE = timedelta(seconds=60)
@@ -80,7 +85,11 @@ class Reconciler:
                 continue
             owner = task_id_for(name)
             with self.sessions() as session:  # fresh look: the row may have appeared since
-                if owner is not None and session.get(Task, owner) is not None:
+                task = session.get(Task, owner) if owner is not None else None
+                if task is not None and (
+                    # A retry schedule belongs to a live task until it fires (and deletes itself).
+                    not is_retry_schedule(name) or task.status not in rules.TERMINAL_STATUSES
+                ):
                     continue
             try:
                 if self.backend.delete(name):

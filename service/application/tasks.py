@@ -19,15 +19,16 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.adapters.db.models import IdempotencyRecord, Task
+from service.adapters.db.models import Execution, IdempotencyRecord, Task
 from service.application.pacing import AdaptiveLimiter
+from service.application.paging import decode_cursor, encode_cursor, is_uuid
 from service.domain import tasks as rules
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import Conflict, InvalidRequest, InvalidSchedule, NotFound
@@ -35,6 +36,7 @@ from service.domain.provisioning import (
     ScheduleDefinition,
     SchedulerBackend,
     client_token_for,
+    retry_schedule_name,
     schedule_name_for,
 )
 from service.domain.schedules import CompiledSchedule, compile_schedule
@@ -312,7 +314,7 @@ class TaskService:
             return task_view(self._owned(session, tenant_id, task_id), now=self.clock())
 
     def _owned(self, session: Session, tenant_id: str, task_id: str, *, lock: bool = False) -> Task:
-        task = session.get(Task, task_id, with_for_update=lock) if _is_uuid(task_id) else None
+        task = session.get(Task, task_id, with_for_update=lock) if is_uuid(task_id) else None
         if task is None or task.tenant_id != tenant_id:
             raise NotFound(f"task {task_id} not found")
         return task
@@ -337,7 +339,7 @@ class TaskService:
         if name is not None:
             query = query.where(Task.name == name)
         if cursor is not None:
-            created, last_id = _decode_cursor(cursor)
+            created, last_id = decode_cursor(cursor)
             query = query.where(
                 (Task.created_at < created) | ((Task.created_at == created) & (Task.id < last_id))
             )
@@ -347,7 +349,7 @@ class TaskService:
             rows = list(session.scalars(query))
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = _encode_cursor(rows[-1]) if more and rows else None
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
         return TaskPage([task_view(t, now=now) for t in rows], next_cursor)
 
     # --- change ------------------------------------------------------------------------------
@@ -386,14 +388,30 @@ class TaskService:
             task = self._owned(session, tenant_id, task_id, lock=True)
             if task.status in rules.TERMINAL_STATUSES:
                 return task_view(task, now=now)
+            retries = self._pending_retry_schedules(session, task, now)  # before any change
             task.status = rules.CANCELLED
             task.enabled = False
             task.next_fire_at = None
             task.version += 1
             task.updated_at = now
             self.backend.delete(task.schedule_name)
+            for name in retries:
+                self.backend.delete(name)
             session.commit()
             return task_view(task, now=now)
+
+    @staticmethod
+    def _pending_retry_schedules(session: Session, task: Task, now: datetime) -> tuple[str, ...]:
+        """Retry schedules that may not have fired yet (a fired one deleted itself); the
+        reconciler removes any this misses, since they belong to a task that has ended."""
+        rows = session.execute(
+            select(Execution.scheduled_time, Execution.attempt).where(
+                Execution.task_id == task.id,
+                Execution.retry_at.is_not(None),
+                Execution.retry_at > now - timedelta(hours=1),
+            )
+        ).all()
+        return tuple(retry_schedule_name(task.id, when, attempt + 1) for when, attempt in rows)
 
     def _require_live(self, task: Task, action: str) -> None:
         if task.status in rules.TERMINAL_STATUSES:
@@ -422,25 +440,3 @@ class TaskService:
 def hash_body(body: Mapping[str, Any]) -> str:
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
-
-
-def _encode_cursor(task: Task) -> str:
-    return f"{task.created_at:%Y%m%dT%H%M%S%f}_{task.id}"
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    stamp, _, task_id = cursor.partition("_")
-    try:
-        created = datetime.strptime(stamp, "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC)
-    except ValueError as exc:
-        raise InvalidRequest("cursor", "is not a cursor this API returned") from exc
-    if not _is_uuid(task_id):
-        raise InvalidRequest("cursor", "is not a cursor this API returned")
-    return created, task_id

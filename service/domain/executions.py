@@ -10,7 +10,7 @@ arrives first, the same final state results. Standard library only.
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from service.domain.errors import CallbackClosed, InvalidRequest
 
@@ -85,3 +85,50 @@ def retry_delay(
     if retry_after_seconds is not None:
         delay = max(delay, retry_after_seconds)
     return timedelta(seconds=delay)
+
+
+def format_scheduled_time(moment: datetime) -> str:
+    """The occurrence's time as the proxy writes it in the occurrence key: UTC with a Z, to the
+    second, or to the microsecond when it has a fraction (manual runs)."""
+    moment = moment.astimezone(UTC)
+    spec = "microseconds" if moment.microsecond else "seconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def occurrence_key(task_id: str, scheduled_time: datetime, attempt: int) -> str:
+    return f"{task_id}:{format_scheduled_time(scheduled_time)}:{attempt}"
+
+
+def parse_occurrence_key(key: str) -> tuple[str, datetime, int]:
+    """(task id, scheduled time, attempt) from "<task id>:<UTC time>:<attempt>"; ValueError
+    when the key is not one."""
+    task_id, sep, rest = key.partition(":")
+    stamp, sep2, attempt_text = rest.rpartition(":")
+    if not (sep and sep2 and task_id and attempt_text.isdigit() and attempt_text.isascii()):
+        raise ValueError("not an occurrence key")
+    moment = parse_utc(stamp)
+    attempt = int(attempt_text)
+    if attempt < 1:
+        raise ValueError("the attempt must be at least 1")
+    return task_id, moment, attempt
+
+
+def parse_utc(text: str) -> datetime:
+    """An ISO 8601 time with an offset or Z, as an aware UTC datetime; ValueError otherwise."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} carries no offset")
+    return moment.astimezone(UTC)
+
+
+def lateness_seconds(planned: datetime, started: datetime) -> float:
+    """How long after its planned time an attempt started (0 when early: clocks differ)."""
+    return max(0.0, (started - planned).total_seconds())
+
+
+def is_late(
+    late_seconds: float, *, threshold_seconds: int, flexible_window_minutes: int | None
+) -> bool:
+    """Late beyond the alert threshold, counting a flexible window as allowed delay."""
+    allowed = threshold_seconds + 60 * (flexible_window_minutes or 0)
+    return late_seconds > allowed

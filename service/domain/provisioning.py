@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 SCHEDULE_NAME_PREFIX = "tb-"
@@ -20,14 +20,29 @@ def schedule_name_for(task_id: str) -> str:
     return SCHEDULE_NAME_PREFIX + task_id.replace("-", "")
 
 
+def retry_schedule_name(task_id: str, scheduled_time: datetime, attempt: int) -> str:
+    """`tb-<task id hex>-<occurrence UTC, to the second>-<attempt>`: the one-time schedule that
+    fires one retry (at most 3 + 32 + 1 + 15 + 1 + 2 = 54 characters). Derived, so a redelivered
+    outcome asks for the same schedule and a ClientToken conflict means "already there"."""
+    return f"{schedule_name_for(task_id)}-{scheduled_time.astimezone(UTC):%Y%m%dT%H%M%S}-{attempt}"
+
+
 def task_id_for(schedule_name: str) -> str | None:
-    """The task id a schedule name was derived from, or None for a name we did not make."""
+    """The task id a schedule name was derived from (a task's own schedule or one of its retry
+    schedules), or None for a name we did not make."""
     if not schedule_name.startswith(SCHEDULE_NAME_PREFIX):
         return None
-    raw = schedule_name[len(SCHEDULE_NAME_PREFIX) :]
+    rest = schedule_name[len(SCHEDULE_NAME_PREFIX) :]
+    raw, suffix = rest[:32], rest[32:]
     if len(raw) != 32 or any(c not in "0123456789abcdef" for c in raw):
         return None
+    if suffix and not suffix.startswith("-"):
+        return None
     return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+
+
+def is_retry_schedule(schedule_name: str) -> bool:
+    return task_id_for(schedule_name) is not None and len(schedule_name) > 35
 
 
 def client_token_for(task_id: str, version: int) -> str:

@@ -146,8 +146,17 @@ def schedule_input(
     target: Mapping[str, Any],
     callback: Mapping[str, Any],
     attempt: int = 1,
+    scheduled_time: str | None = None,
 ) -> str:
-    """The JSON a schedule hands to the proxy; InvalidRequest when over AWS's 256 KB."""
+    """The JSON a schedule hands to the proxy; InvalidRequest when over AWS's 256 KB.
+
+    `scheduled_time` pins the occurrence for retries and manual runs: a retry's own schedule
+    fires later than the occurrence it repeats, so its Input carries the original time as text
+    instead of EventBridge's placeholder.
+    """
+    context = dict(CONTEXT_ATTRIBUTES)
+    if scheduled_time is not None:
+        context["scheduled_time"] = scheduled_time
     document = {
         "version": 1,
         "task_id": task_id,
@@ -155,7 +164,7 @@ def schedule_input(
         "attempt": attempt,
         "target": dict(target),
         "callback": dict(callback),
-        "context": CONTEXT_ATTRIBUTES,
+        "context": context,
     }
     text = json.dumps(document, separators=(",", ":"), sort_keys=True)
     if len(text.encode()) > MAX_INPUT_BYTES:
@@ -163,3 +172,27 @@ def schedule_input(
             "target", f"the schedule Input would be {len(text.encode())} bytes; AWS allows 256 KB"
         )
     return text
+
+
+def fill_context(
+    input_text: str,
+    *,
+    schedule_arn: str,
+    scheduled_time: str,
+    execution_id: str,
+    attempt_number: int = 1,
+) -> str:
+    """The Input as EventBridge Scheduler delivers it: each context placeholder replaced by its
+    value, as plain text substitution on the JSON (the values need no JSON escaping: ARNs, ids
+    and times hold no quotes or backslashes)."""
+    values = {
+        CONTEXT_ATTRIBUTES["schedule_arn"]: schedule_arn,
+        CONTEXT_ATTRIBUTES["scheduled_time"]: scheduled_time,
+        CONTEXT_ATTRIBUTES["execution_id"]: execution_id,
+        CONTEXT_ATTRIBUTES["attempt_number"]: str(attempt_number),
+    }
+    for placeholder, value in values.items():
+        if '"' in value or "\\" in value:
+            raise ValueError(f"context value {value!r} cannot be substituted into JSON")
+        input_text = input_text.replace(placeholder, value)
+    return input_text

@@ -38,6 +38,7 @@ from service.main import create_app
 from service.settings import Settings
 from tests.api.test_tasks_api import task_body
 from tests.application.fakes import FrozenClock
+from tests.support.invokers import RecordingInvoker
 
 ADMIN_KEY = "tb_admin-key-for-fuzzing"
 AUTHORIZATION = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -67,6 +68,13 @@ EXPECTED_OPERATIONS = {
     "DELETE /v1/tasks/{task_id}",
     "POST /v1/tasks/{task_id}/pause",
     "POST /v1/tasks/{task_id}/resume",
+    "POST /v1/tasks/{task_id}/run",
+    "GET /v1/tasks/{task_id}/executions",
+    "GET /v1/executions",
+    "GET /v1/executions/{execution_id}",
+    "POST /v1/executions/{execution_id}/retry",
+    "GET /v1/alerts",
+    "PUT /v1/callbacks/{token}",
 }
 
 
@@ -148,7 +156,9 @@ def app(db_sessions: sessionmaker[Session]) -> FastAPI:
     )
     built = create_app(settings, clock=clock)
     backend = LocalSchedulerBackend(db_sessions, clock=clock)
-    built.state.container = assemble(settings, db_sessions, backend, clock=clock)
+    built.state.container = assemble(
+        settings, db_sessions, backend, clock=clock, invoker=RecordingInvoker()
+    )
     install_key(db_sessions, ADMIN_KEY, system_admin=True)
     return built
 
@@ -159,6 +169,15 @@ def create_task(app: FastAPI) -> str:
     assert response.status_code == 201, response.text
     task_id: str = response.json()["id"]
     return task_id
+
+
+def run_task(app: FastAPI) -> str:
+    """An execution to aim at: a manual run of a new task (the invoker records, sends nothing)."""
+    with_auth = TestClient(app, headers=AUTHORIZATION)
+    response = with_auth.post(f"/v1/tasks/{create_task(app)}/run")
+    assert response.status_code == 202, response.text
+    execution_id: str = response.json()["id"]
+    return execution_id
 
 
 def modes_for(operation: Operation) -> list[GenerationMode]:
@@ -180,6 +199,9 @@ def strategy_for(
     if "{task_id}" in operation.path:
         # Random ids only ever meet 404: aim part of the valid cases at a task that exists.
         fixed["path_parameters"] = {"task_id": create_task(app)}
+        strategies.append(operation.as_strategy(generation_mode=mode, **fixed))
+    if "{execution_id}" in operation.path:
+        fixed["path_parameters"] = {"execution_id": run_task(app)}
         strategies.append(operation.as_strategy(generation_mode=mode, **fixed))
     # The documented examples (a whole task, schedules of several kinds) reach the success paths
     # that random schedules and targets rarely do.

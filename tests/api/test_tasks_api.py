@@ -19,6 +19,7 @@ from service.domain.errors import UpstreamThrottled
 from service.main import create_app
 from service.settings import Settings
 from tests.application.fakes import FaultyBackend, FrozenClock
+from tests.support.invokers import RecordingInvoker
 
 ADMIN_KEY = "tb_admin-key-for-tests"
 VIEWER_KEY = "tb_viewer-key-for-tests"
@@ -48,7 +49,9 @@ def client(db_sessions: sessionmaker[Session], backend: FaultyBackend) -> Iterat
     clock = FrozenClock()
     settings = Settings(database_url="sqlite://", embedded_engine=False)
     app = create_app(settings, clock=clock)
-    app.state.container = assemble(settings, db_sessions, backend, clock=clock)
+    app.state.container = assemble(
+        settings, db_sessions, backend, clock=clock, invoker=RecordingInvoker()
+    )
     install_key(db_sessions, ADMIN_KEY, system_admin=True)
     install_key(db_sessions, VIEWER_KEY, role="viewer")
     install_key(db_sessions, OTHER_KEY, tenant_name="other-team")

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -117,6 +118,9 @@ class Execution(Base):
     __table_args__ = (
         UniqueConstraint("task_id", "scheduled_time", "attempt"),
         Index("ix_executions_tenant_status", "tenant_id", "status", "created_at"),
+        Index("ix_executions_tenant_created", "tenant_id", "created_at", "id"),
+        Index("ix_executions_status_deadline", "status", "callback_deadline"),
+        Index("ix_executions_followups", "followups_pending"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -133,6 +137,40 @@ class Execution(Base):
     output: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Added by 0002 (firing path).
+    trigger: Mapped[str] = mapped_column(String(16), default="schedule")  # schedule|retry|manual
+    planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    late_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    response_headers: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+    response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    response_body_truncated: Mapped[bool] = mapped_column(default=False)
+    schedule_arn: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    delivery_attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    callback_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    outcome_recorded: Mapped[bool] = mapped_column(default=False)
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Decided but not yet carried out: a retry schedule, the next chained occurrence, the
+    # task's completion. Set in the transaction that decides; cleared once done, so a
+    # redelivered record (or the sweeper) finishes what a crash interrupted.
+    followups_pending: Mapped[bool] = mapped_column(default=False)
+
+
+class Alert(Base):
+    """Something an operator should look at: a late start, a final failure, a missed run."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_tenant_created", "tenant_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    task_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    execution_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    kind: Mapped[str] = mapped_column(String(32))  # late | final_failure | missed
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class IdempotencyRecord(Base):
@@ -168,3 +206,7 @@ class LocalSchedule(Base):
     client_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Added by 0002 (the local engine's timer): the next instant this schedule fires, None when
+    # it never will again; the engine claims due rows by it.
+    next_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
+    last_fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

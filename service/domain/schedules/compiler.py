@@ -298,7 +298,8 @@ def compile_schedule(spec: ScheduleSpec | Mapping[str, Any], *, now: datetime) -
         kind=spec.kind,
         mode=built.mode,
         aws_expression=built.expression,
-        expression_timezone="UTC" if one_time else zone_name,
+        # at() is written in UTC (at_expression), so chained schedules are provisioned in UTC.
+        expression_timezone="UTC" if one_time or built.mode == "chained" else zone_name,
         timezone=zone_name,
         start=built.start if built.start is not None else start,
         end=built.end if built.end is not None else end,

@@ -1,0 +1,130 @@
+"""Starting a delivery outside a schedule (run now, manual retry), and the local delivery path.
+
+- `LambdaInvoker` (AWS): an asynchronous invoke of the proxy Lambda; its outcome returns through
+  the Lambda destination -> SQS -> recorder path like any scheduled firing.
+- `LocalDelivery`: the proxy handler called in-process and its outcome handed straight to the
+  recorder; the embedded engine and `ThreadInvoker` both use it.
+- `ThreadInvoker` (local): `LocalDelivery` on a small worker pool, so the API answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from proxy_lambda.handler import handle
+from proxy_lambda.settings import ProxySettings
+from proxy_lambda.signing import parse_signing_secrets
+from proxy_lambda.transport import Sender
+from service.application.recorder import MalformedRecord, Recorder, outcome_from_record
+from service.domain.errors import UpstreamThrottled, UpstreamUnavailable
+from service.settings import Settings
+
+logger = logging.getLogger("timebridge.delivery")
+
+
+def proxy_settings_for(settings: Settings, signing_secret: str | None) -> ProxySettings:
+    """The proxy's settings from the service's, for in-process delivery."""
+    return ProxySettings(
+        signing_keys=parse_signing_secrets(signing_secret) if signing_secret else (),
+        public_url=settings.public_url,
+        allowed_hosts=settings.allowed_target_hosts,
+        allowed_networks=tuple(settings.allowed_target_networks),
+    )
+
+
+class LocalDelivery:
+    """One firing delivered in this process: proxy handler, then recorder."""
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        proxy_settings: ProxySettings,
+        *,
+        send: Sender | None = None,
+    ) -> None:
+        self.recorder = recorder
+        self.proxy_settings = proxy_settings
+        self.send = send
+
+    def deliver(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Deliver and record; returns the proxy's outcome record. A record the recorder cannot
+        use is logged (locally there is no dead-letter queue to send it to)."""
+        outcome = handle(event, settings=self.proxy_settings, send=self.send)
+        try:
+            self.recorder.record_outcome(outcome_from_record(outcome))
+        except MalformedRecord as exc:
+            logger.error("outcome not recorded: %s", exc)
+        return outcome
+
+
+class ThreadInvoker:
+    """Run-now locally: deliveries on a worker pool; `drain()` waits for those under way."""
+
+    def __init__(self, delivery: LocalDelivery, *, workers: int = 4) -> None:
+        self.delivery = delivery
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tb-run")
+        self._futures: set[Future[Any]] = set()
+        self._lock = threading.Lock()
+
+    def fire(self, event: dict[str, Any]) -> None:
+        future = self._pool.submit(self._run, event)
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
+
+    def _run(self, event: dict[str, Any]) -> None:
+        try:
+            self.delivery.deliver(event)
+        except Exception:
+            logger.exception("run-now delivery failed")
+
+    def _forget(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._futures.discard(future)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        with self._lock:
+            pending = list(self._futures)
+        for future in pending:
+            future.result(timeout=timeout)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+class LambdaInvoker:
+    """Run-now on AWS: `Invoke` with InvocationType=Event on the proxy function."""
+
+    def __init__(self, function_arn: str, *, client: Any = None) -> None:
+        self.function_arn = function_arn
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(retries={"mode": "adaptive", "max_attempts": 5}, connect_timeout=5)
+            self._client = boto3.client("lambda", config=config)
+        return self._client
+
+    def fire(self, event: dict[str, Any]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        payload = json.dumps(event, separators=(",", ":")).encode()
+        try:
+            self.client.invoke(
+                FunctionName=self.function_arn, InvocationType="Event", Payload=payload
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("TooManyRequestsException", "ThrottlingException"):
+                raise UpstreamThrottled(f"Lambda throttled the run: {code}") from None
+            raise UpstreamUnavailable(f"Lambda refused the run ({code})") from None
+        except BotoCoreError as exc:
+            raise UpstreamUnavailable(f"Lambda unreachable: {exc}") from None

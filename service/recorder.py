@@ -1,0 +1,112 @@
+"""Recorder Lambda entry points.
+
+- `handler(event, context)`: an SQS batch whose bodies are Lambda destination records of the proxy
+  (requestPayload = the schedule's Input, responsePayload = the proxy's outcome record; on the
+  failure destination, the proxy's error). Each record goes through the same use case the local
+  engine calls in-process (service.application.recorder.Recorder). The answer lists the records
+  that were not applied (`batchItemFailures`), so SQS retries only those and, past its receive
+  limit, moves them to the dead-letter queue: nothing is dropped silently.
+- `sweep_handler(event, context)`: a timer (EventBridge rule) that runs the callback-timeout
+  sweeper, finishes interrupted follow-ups, prunes old history and reconciles schedules.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from service.application.recorder import (
+    MalformedRecord,
+    Outcome,
+    outcome_from_failed_invocation,
+    outcome_from_record,
+)
+from service.container import Container, build_container
+from service.domain.clock import utc_now
+from service.settings import Settings
+
+logger = logging.getLogger("timebridge.recorder")
+
+_container: Container | None = None
+
+
+def _shared_container() -> Container:
+    global _container
+    if _container is None:
+        _container = build_container(Settings())
+    return _container
+
+
+def outcome_from_destination(body: Any) -> Outcome:
+    """The outcome a destination record (or a bare outcome record) describes.
+
+    Raises MalformedRecord for anything else, including an outcome whose event the proxy could
+    not read (it names no occurrence)."""
+    if isinstance(body, str | bytes):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            raise MalformedRecord("the message body is not JSON") from None
+    if not isinstance(body, Mapping):
+        raise MalformedRecord("the message body is not a JSON object")
+    if "requestContext" not in body:
+        return outcome_from_record(body)  # a bare outcome record
+    context = body.get("requestContext")
+    condition = context.get("condition") if isinstance(context, Mapping) else None
+    response = body.get("responsePayload")
+    if condition == "Success" and isinstance(response, Mapping) and "status" in response:
+        if response.get("occurrence_key") is None:
+            error = response.get("error") or "the proxy could not read the event"
+            raise MalformedRecord(f"the proxy refused the event: {str(error)[:500]}")
+        return outcome_from_record(response)
+    # The failure destination: the proxy raised (or the event expired before it ran).
+    if isinstance(response, Mapping):
+        error = f"{response.get('errorType', 'Error')}: {response.get('errorMessage', '')}"
+    else:
+        error = f"the proxy did not run ({condition or 'unknown condition'})"
+    return outcome_from_failed_invocation(body.get("requestPayload") or {}, error, now=utc_now())
+
+
+def process_batch(event: Any, container: Container) -> dict[str, Any]:
+    failures: list[dict[str, str]] = []
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not isinstance(records, list):
+        raise ValueError("not an SQS event: no Records list")
+    for record in records:
+        message_id = record.get("messageId") if isinstance(record, Mapping) else None
+        try:
+            if not isinstance(record, Mapping):
+                raise MalformedRecord("an SQS record is not an object")
+            outcome = outcome_from_destination(record.get("body"))
+            container.recorder.record_outcome(outcome)
+        except MalformedRecord as exc:
+            logger.error("record %s refused: %s", message_id, exc)
+            failures.append({"itemIdentifier": str(message_id)})
+        except Exception:
+            logger.exception("record %s failed; SQS will deliver it again", message_id)
+            failures.append({"itemIdentifier": str(message_id)})
+    return {"batchItemFailures": failures}
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    """SQS -> recorder, with partial batch failures (ReportBatchItemFailures)."""
+    return process_batch(event, _shared_container())
+
+
+def sweep(container: Container) -> dict[str, Any]:
+    swept = container.recorder.sweep()
+    report = container.reconciler.run()
+    return {
+        **swept,
+        "reconcile_repairs": report.repairs,
+        "reconcile_errors": len(report.errors),
+    }
+
+
+def sweep_handler(event: Any, context: Any) -> dict[str, Any]:
+    """Timer: callback deadlines, interrupted follow-ups, retention, reconciliation."""
+    result = sweep(_shared_container())
+    logger.info("sweep: %s", result)
+    return result
