@@ -1,0 +1,101 @@
+"""`service.recorder`: SQS batches of Lambda destination records, with partial batch failures
+(issue "Firing path", item 2 and "Bad input"): nothing the recorder cannot apply is dropped."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.adapters.db.models import Execution
+from service.application.tasks import TaskService
+from service.container import Container, assemble
+from service.recorder import process_batch, sweep
+from service.settings import Settings
+from tests.application.fakes import FaultyBackend, FrozenClock
+from tests.support.invokers import RecordingInvoker
+
+
+@pytest.fixture
+def container(
+    db_sessions: sessionmaker[Session], backend: FaultyBackend, clock: FrozenClock
+) -> Container:
+    settings = Settings(database_url="sqlite://", embedded_engine=False)
+    return assemble(settings, db_sessions, backend, clock=clock, invoker=RecordingInvoker())
+
+
+def batch(*bodies: Any) -> dict[str, Any]:
+    return {
+        "Records": [
+            {"messageId": f"m{i}", "body": b if isinstance(b, str) else json.dumps(b)}
+            for i, b in enumerate(bodies)
+        ]
+    }
+
+
+def request_payload(task_id: str) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "task_id": task_id,
+        "attempt": 1,
+        "context": {"scheduled_time": "2026-11-23T06:00:00Z"},
+    }
+
+
+def test_a_failed_invocation_is_recorded_as_a_trigger_failure(
+    container: Container, service: TaskService, tenant: str, db_sessions: sessionmaker[Session]
+) -> None:
+    task, _ = service.create(
+        tenant,
+        {
+            "name": "x",
+            "schedule": {"kind": "once", "at": "2026-11-23T06:00:00Z"},
+            "target": {"url": "https://svc.internal/x"},
+            "retry": {"max_attempts": 1},
+        },
+    )
+    record = {
+        "requestContext": {"condition": "RetriesExhausted"},
+        "requestPayload": request_payload(task["id"]),
+        "responsePayload": {"errorType": "ProxyConfigurationError", "errorMessage": "no secret"},
+    }
+    assert process_batch(batch(record), container) == {"batchItemFailures": []}
+    with db_sessions() as session:
+        (row,) = session.scalars(select(Execution)).all()
+    assert (row.status, row.error_kind) == ("trigger_failed", "proxy_error")
+    assert row.error == "ProxyConfigurationError: no secret"
+
+
+def test_unusable_records_are_reported_one_by_one(
+    container: Container, service: TaskService, tenant: str
+) -> None:
+    unreadable_event = {
+        "requestContext": {"condition": "Success"},
+        "requestPayload": {"nonsense": True},
+        "responsePayload": {"status": "trigger_failed", "occurrence_key": None, "error": "bad"},
+    }
+    unknown_task = {
+        "occurrence_key": "6f1c2f4e-1111-4222-8333-444455556666:2026-11-23T06:00:00Z:1",
+        "status": "success",
+    }
+    answer = process_batch(
+        batch("{not json", [1, 2], unreadable_event, unknown_task, {"requestContext": {}}),
+        container,
+    )
+    assert answer == {"batchItemFailures": [{"itemIdentifier": f"m{i}"} for i in range(5)]}
+    with pytest.raises(ValueError, match="Records"):
+        process_batch({"nope": 1}, container)
+
+
+def test_the_sweep_entry_point_reports_its_work(container: Container) -> None:
+    result = sweep(container)
+    assert result == {
+        "timed_out": 0,
+        "followups_finished": 0,
+        "pruned": 0,
+        "reconcile_repairs": 0,
+        "reconcile_errors": 0,
+    }
