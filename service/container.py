@@ -40,10 +40,14 @@ class Container:
     history: HistoryService
     invoker: Invoker
     signing_secret: str | None = None
-    # Local only: the in-process delivery path (proxy handler + recorder).
+    # Local only: the in-process delivery path (proxy handler + recorder) and the engine that
+    # fires the local backend's schedules (started by the app's lifespan or `timebridge engine`).
     delivery: Any = field(default=None, repr=False)
+    local_engine: Any = field(default=None, repr=False)
 
     def close(self) -> None:
+        if self.local_engine is not None:
+            self.local_engine.stop()
         close = getattr(self.invoker, "close", None)
         if close is not None:
             close()
@@ -140,17 +144,32 @@ def assemble(
     if signing_secret is None and settings.signing_secret is not None:
         signing_secret = settings.signing_secret.get_secret_value()
     delivery = None
-    if invoker is None:
-        if settings.backend == "local":
-            from service.adapters.invoke import LocalDelivery, ThreadInvoker, proxy_settings_for
+    local_engine = None
+    if settings.backend == "local":
+        from datetime import timedelta
 
-            delivery = LocalDelivery(recorder, proxy_settings_for(settings, signing_secret))
+        from service.adapters.invoke import LocalDelivery, ThreadInvoker, proxy_settings_for
+        from service.adapters.scheduler.engine import LocalEngine, sqlite_lock_path
+
+        delivery = LocalDelivery(recorder, proxy_settings_for(settings, signing_secret))
+        local_engine = LocalEngine(
+            sessions,
+            delivery,
+            clock=clock,
+            missed=recorder,
+            grace=timedelta(seconds=settings.engine_grace_seconds),
+            workers=settings.engine_workers,
+            lock_path=sqlite_lock_path(settings.database_url),
+        )
+        if isinstance(backend, LocalSchedulerBackend):
+            backend.on_change = local_engine.wake
+        if invoker is None:
             invoker = ThreadInvoker(delivery)
-        else:
-            from service.adapters.invoke import LambdaInvoker
+    elif invoker is None:
+        from service.adapters.invoke import LambdaInvoker
 
-            assert settings.proxy_lambda_arn is not None
-            invoker = LambdaInvoker(settings.proxy_lambda_arn)
+        assert settings.proxy_lambda_arn is not None
+        invoker = LambdaInvoker(settings.proxy_lambda_arn)
     return Container(
         settings=settings,
         engine=engine,
@@ -163,4 +182,5 @@ def assemble(
         invoker=invoker,
         signing_secret=signing_secret,
         delivery=delivery,
+        local_engine=local_engine,
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from mangum import Mangum
 
+from service.adapters.scheduler.engine import EngineLocked
 from service.api.errors import install_error_handling
 from service.api.routers import executions, health, schedules, tasks
 from service.application.auth import install_key, new_key
@@ -69,6 +70,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         key = install_dev_key(container, key_file)
         if key is not None:
             print(f"Timebridge development API key: {key}  (saved in {key_file})", flush=True)
+        if container.local_engine is not None and settings.embedded_engine:
+            try:
+                container.local_engine.start()
+            except EngineLocked as exc:
+                logger.warning("embedded engine not started: %s", exc)
         yield
         container.close()
         container.engine.dispose()

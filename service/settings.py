@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     alert_lateness_seconds: int = Field(default=120, ge=1)
     alert_topic_arn: str | None = None  # SNS topic for alerts on AWS; locally alerts are logged
     execution_retention_days: int = Field(default=90, ge=1, le=3650)
+    # Local engine: occurrences missed by less than this after downtime still fire (once each).
+    engine_grace_seconds: int = Field(default=300, ge=0, le=86400)
+    engine_workers: int = Field(default=32, ge=1, le=512)
 
     @field_validator("allowed_target_hosts", mode="before")
     @classmethod

@@ -306,6 +306,49 @@ class Recorder:
                 return previous
         return execution.scheduled_time
 
+    def record_missed(
+        self, task_id: str, first: datetime, last: datetime, count: int, *, complete: bool
+    ) -> None:
+        """Occurrences that passed while nothing could fire them (the local engine was down
+        longer than its grace window): one alert, not a run."""
+        now = self.clock()
+        with self.sessions() as session:
+            task = session.get(Task, task_id)
+            if task is None:
+                return
+            how_many = str(count) if complete else "more than 1000"
+            span = f"{states.format_scheduled_time(first)} to {states.format_scheduled_time(last)}"
+            message = f"task {task.name}: {how_many} occurrences from {span} were missed"
+            alert = Alert(
+                id=str(uuid.uuid4()),
+                tenant_id=task.tenant_id,
+                task_id=task.id,
+                execution_id=None,
+                kind="missed",
+                message=message,
+                details={
+                    "first": states.format_scheduled_time(first),
+                    "last": states.format_scheduled_time(last),
+                    "count": count if complete else None,
+                },
+                dedupe_key=f"missed:{task.id}:{states.format_scheduled_time(first)}"[:255],
+                created_at=now,
+            )
+            if session.scalar(select(Alert.id).where(Alert.dedupe_key == alert.dedupe_key)):
+                return
+            session.add(alert)
+            session.commit()
+        self._publish(
+            [
+                {
+                    "kind": "missed",
+                    "message": message,
+                    "tenant_id": task.tenant_id,
+                    "task_id": task.id,
+                }
+            ]
+        )
+
     # --- callbacks -----------------------------------------------------------------------------
 
     def report_callback(

@@ -210,3 +210,24 @@ class LocalSchedule(Base):
     # it never will again; the engine claims due rows by it.
     next_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
     last_fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class LocalFiring(Base):
+    """The local engine's outbox: one row per occurrence it has taken off a schedule and not yet
+    delivered. Written in the same transaction that moves the schedule to its next fire time,
+    deleted after delivery, so a crash between the two redelivers (same occurrence key) rather
+    than losing the occurrence. A lease keeps two engines from delivering one row at once."""
+
+    __tablename__ = "local_firings"
+    __table_args__ = (UniqueConstraint("schedule_name", "scheduled_time"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the execution-id attribute
+    schedule_name: Mapped[str] = mapped_column(String(64))
+    schedule_arn: Mapped[str] = mapped_column(String(512))
+    scheduled_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)  # + flexible window
+    input: Mapped[str] = mapped_column(Text)
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    lease_token: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

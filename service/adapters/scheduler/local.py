@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.adapters.db.models import LocalSchedule
 from service.domain.errors import Conflict, NotFound
 from service.domain.provisioning import ScheduleDefinition, ScheduleInfo, ScheduleSummary
-from service.domain.schedules import parse_aws_expression
-from service.domain.schedules._zones import load_zone
+from service.domain.schedules import AtExpression, parse_aws_expression
+from service.domain.schedules._zones import load_zone, resolve_local
+from service.domain.schedules.evaluate import fire_times
 
 Clock = Callable[[], datetime]
 
@@ -39,6 +40,12 @@ class LocalSchedulerBackend:
         self._group = group
         self._arn_prefix = f"arn:aws:scheduler:{region}:{account}:schedule/{group}/"
         self._clock = clock
+        # The embedded engine listens here, so a new or changed schedule wakes it at once.
+        self.on_change: Callable[[], None] | None = None
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def _validate(self, definition: ScheduleDefinition) -> None:
         # The same checks AWS makes before accepting a schedule.
@@ -56,6 +63,7 @@ class LocalSchedulerBackend:
             updated_at=now,
         )
         _copy_into(row, definition)
+        row.next_fire_at = first_fire(definition, now)
         with self._sessions() as session:
             session.add(row)
             try:
@@ -66,6 +74,7 @@ class LocalSchedulerBackend:
                 if existing is not None and existing.client_token == client_token:
                     return existing.arn  # an idempotent retry
                 raise Conflict(f"schedule {definition.name} already exists") from exc
+        self._changed()
         return row.arn
 
     def get(self, name: str) -> ScheduleInfo | None:
@@ -81,8 +90,13 @@ class LocalSchedulerBackend:
                 raise NotFound(f"schedule {definition.name} does not exist")
             _copy_into(row, definition)
             row.updated_at = self._clock()
+            # Like EventBridge, an update starts the schedule afresh from now: occurrences
+            # passed while it was disabled are not made up.
+            row.next_fire_at = first_fire(definition, row.updated_at)
             session.commit()
-            return row.arn
+            arn = row.arn
+        self._changed()
+        return arn
 
     def delete(self, name: str) -> bool:
         with self._sessions() as session:
@@ -129,3 +143,21 @@ def _definition_of(row: LocalSchedule) -> ScheduleDefinition:
         delete_after_completion=row.delete_after_completion,
         description=row.description,
     )
+
+
+def first_fire(definition: ScheduleDefinition, now: datetime) -> datetime | None:
+    """The first instant a (new or replaced) schedule fires: an at() keeps its own time even
+    when it has just passed (the engine then fires it at once or reports it missed); a rate()
+    is anchored at its start date or at `now`; a cron() fires at its next match after now."""
+    parsed = parse_aws_expression(definition.expression)
+    if isinstance(parsed, AtExpression):
+        return resolve_local(parsed.when, load_zone(definition.expression_timezone))
+    upcoming = fire_times(
+        parsed,
+        definition.expression_timezone,
+        after=now,
+        count=1,
+        start=definition.start,
+        end=definition.end,
+    )
+    return upcoming[0] if upcoming else None

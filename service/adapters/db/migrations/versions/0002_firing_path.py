@@ -1,4 +1,4 @@
-"""Firing path: execution outcome columns, alerts, and the local engine's fire-time columns.
+"""Firing path: execution outcome columns, alerts, the local engine's fire times and outbox.
 
 Revision ID: 0002
 Revises: 0001
@@ -69,6 +69,26 @@ def upgrade() -> None:
     op.create_index(
         "ix_alerts_tenant_created", "alerts", ["tenant_id", "created_at", "id"], unique=False
     )
+    op.create_table(
+        "local_firings",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("schedule_name", sa.String(length=64), nullable=False),
+        sa.Column("schedule_arn", sa.String(length=512), nullable=False),
+        sa.Column("scheduled_time", UTC_TIME, nullable=False),
+        sa.Column("due_at", UTC_TIME, nullable=False),
+        sa.Column("input", sa.Text(), nullable=False),
+        sa.Column("deliveries", sa.Integer(), nullable=False),
+        sa.Column("lease_until", UTC_TIME, nullable=True),
+        sa.Column("lease_token", sa.String(length=36), nullable=True),
+        sa.Column("created_at", UTC_TIME, nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_local_firings")),
+        sa.UniqueConstraint(
+            "schedule_name",
+            "scheduled_time",
+            name=op.f("uq_local_firings_schedule_name_scheduled_time"),
+        ),
+    )
+    op.create_index(op.f("ix_local_firings_due_at"), "local_firings", ["due_at"], unique=False)
     with op.batch_alter_table("local_schedules") as batch:
         batch.add_column(sa.Column("next_fire_at", UTC_TIME, nullable=True))
         batch.add_column(sa.Column("last_fired_at", UTC_TIME, nullable=True))
@@ -80,6 +100,8 @@ def downgrade() -> None:
         batch.drop_index(op.f("ix_local_schedules_next_fire_at"))
         batch.drop_column("last_fired_at")
         batch.drop_column("next_fire_at")
+    op.drop_index(op.f("ix_local_firings_due_at"), table_name="local_firings")
+    op.drop_table("local_firings")
     op.drop_index("ix_alerts_tenant_created", table_name="alerts")
     op.drop_table("alerts")
     with op.batch_alter_table("executions") as batch:

@@ -1,0 +1,454 @@
+"""The embedded local engine: fires the `local` backend's schedules with EventBridge Scheduler's
+semantics, in the API process (`make run`) or on its own (`timebridge engine`).
+
+Two steps, both driven by the database, so a restart (or a `kill -9`) loses nothing:
+
+1. Claim: schedules whose `next_fire_at` has come are moved to their following fire time, and
+   each occurrence taken off becomes a row in the `local_firings` outbox, in one transaction.
+   The flexible window is drawn here (the row's `due_at`). After downtime, occurrences within
+   the grace window are still fired, once each; older ones are reported as missed (an alert),
+   not fired. A one-time schedule with ActionAfterCompletion=DELETE is deleted once taken.
+2. Dispatch: due outbox rows are leased and handed to a worker pool that fills in the context
+   attributes, runs the proxy handler and the recorder (the same code as on AWS), and deletes
+   the row. A crash after the call but before the delete redelivers the same occurrence with
+   the same `webhook-id`, which is what EventBridge's at-least-once delivery allows.
+
+On PostgreSQL several engines share the work: claims and leases take rows with
+`FOR UPDATE SKIP LOCKED`. On SQLite one engine per database file holds an exclusive file lock;
+another one refuses to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.adapters.db.models import LocalFiring, LocalSchedule
+from service.domain.clock import Clock, utc_now
+from service.domain.executions import format_scheduled_time
+from service.domain.provisioning import task_id_for
+from service.domain.schedules import AwsExpression, RateExpression, parse_aws_expression
+from service.domain.schedules.evaluate import fire_times, rate_fire_times
+from service.domain.tasks import fill_context
+
+logger = logging.getLogger("timebridge.engine")
+
+MAX_CATCH_UP_STEPS = 1000  # occurrences walked one by one before jumping over a long gap
+
+
+class Deliverer(Protocol):
+    def deliver(self, event: dict[str, Any]) -> Any: ...
+
+
+class MissedSink(Protocol):
+    def record_missed(
+        self, task_id: str, first: datetime, last: datetime, count: int, *, complete: bool
+    ) -> None: ...
+
+
+class EngineLocked(RuntimeError):
+    """Another engine already fires this SQLite database."""
+
+
+@dataclass
+class EngineStats:
+    claimed: int = 0
+    fired: int = 0
+    missed: int = 0
+    delivered: int = 0
+    failed_deliveries: int = 0
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(expression: str) -> AwsExpression:
+    return parse_aws_expression(expression)
+
+
+def following_fire(row: LocalSchedule, after: datetime) -> datetime | None:
+    """The schedule's next fire strictly after `after` (its previous fire, or a point in a gap).
+    A rate() keeps its phase: it counts from its start date, or from its current fire."""
+    parsed = _parsed(row.expression)
+    if isinstance(parsed, RateExpression):
+        anchor = row.start_at or row.next_fire_at or after
+        upcoming = rate_fire_times(
+            parsed.interval, after=after, count=1, start=anchor, end=row.end_at
+        )
+    else:
+        upcoming = fire_times(
+            parsed,
+            row.expression_timezone,
+            after=after,
+            count=1,
+            start=row.start_at,
+            end=row.end_at,
+        )
+    return upcoming[0] if upcoming else None
+
+
+class LocalEngine:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        delivery: Deliverer,
+        *,
+        clock: Clock = utc_now,
+        missed: MissedSink | None = None,
+        grace: timedelta = timedelta(minutes=5),
+        workers: int = 32,
+        batch: int = 500,
+        max_wait: float = 1.0,
+        lease: timedelta = timedelta(minutes=16),
+        rng: random.Random | None = None,
+        lock_path: Path | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.delivery = delivery
+        self.clock = clock
+        self.missed = missed
+        self.grace = grace
+        self.workers = workers
+        self.batch = batch
+        self.max_wait = max_wait
+        self.lease = lease  # longer than the longest target timeout (900 s)
+        self.rng = rng or random.Random()
+        self.lock_path = lock_path
+        self.stats = EngineStats()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._slots = threading.BoundedSemaphore(workers)
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
+        self._lock_file: IO[str] | None = None
+        bind = sessions.kw["bind"]
+        self._postgres = bind.dialect.name == "postgresql"
+
+    # --- life cycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run in a background thread. Raises EngineLocked when another engine holds the
+        SQLite database."""
+        self._acquire_lock()
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="tb-fire")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="tb-engine", daemon=True)
+        self._thread.start()
+        logger.info("local engine started (%d workers)", self.workers)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=False)
+        self._release_lock()
+
+    def wake(self) -> None:
+        """Look again now (a schedule was created or changed)."""
+        self._wake.set()
+
+    def run_forever(self) -> None:
+        """`timebridge engine`: run in this thread until interrupted."""
+        self.start()
+        try:
+            while self._thread is not None and self._thread.is_alive():
+                self._thread.join(1.0)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def _acquire_lock(self) -> None:
+        if self.lock_path is None:
+            return
+        import fcntl
+
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.lock_path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise EngineLocked(
+                f"another engine fires this database (lock {self.lock_path} is held)"
+            ) from None
+        self._lock_file = handle
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing drops the flock
+            self._lock_file = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.claim_due()
+                self.dispatch_due()
+                wait = self._seconds_to_next()
+            except Exception:
+                logger.exception("engine pass failed; trying again shortly")
+                wait = self.max_wait
+            if wait > 0:
+                self._wake.wait(wait)
+            self._wake.clear()
+
+    def _seconds_to_next(self) -> float:
+        now = self.clock()
+        with self.sessions() as session:
+            next_schedule = session.scalar(
+                select(func.min(LocalSchedule.next_fire_at)).where(LocalSchedule.enabled)
+            )
+            next_firing = session.scalar(select(func.min(LocalFiring.due_at)))
+        soonest = [t for t in (next_schedule, next_firing) if t is not None]
+        if not soonest:
+            return self.max_wait
+        return max(0.0, min(self.max_wait, (min(soonest) - now).total_seconds()))
+
+    # --- step 1: claim -------------------------------------------------------------------------
+
+    def claim_due(self) -> int:
+        """Take every occurrence that has come off its schedule into the outbox."""
+        total = 0
+        while not self._stop.is_set():
+            taken = self._claim_batch(self.clock())
+            total += taken
+            if taken < self.batch:
+                break
+        return total
+
+    def _claim_batch(self, now: datetime) -> int:
+        query = (
+            select(LocalSchedule)
+            .where(LocalSchedule.enabled, LocalSchedule.next_fire_at <= now)
+            .order_by(LocalSchedule.next_fire_at)
+            .limit(self.batch)
+        )
+        if self._postgres:
+            query = query.with_for_update(skip_locked=True)
+        missed_reports: list[tuple[str, datetime, datetime, int, bool]] = []
+        with self.sessions() as session:
+            rows = list(session.scalars(query))
+            for row in rows:
+                report = self._take(session, row, now)
+                if report is not None:
+                    missed_reports.append(report)
+            try:
+                session.commit()
+            except IntegrityError:
+                # Another engine took the same occurrence first (possible only without row
+                # locks): its claim stands, and ours is dropped whole.
+                session.rollback()
+                return 0
+        self.stats.claimed += len(rows)
+        for task_id, first, last, count, complete in missed_reports:
+            self._report_missed(task_id, first, last, count, complete)
+        return len(rows)
+
+    def _take(
+        self, session: Session, row: LocalSchedule, now: datetime
+    ) -> tuple[str, datetime, datetime, int, bool] | None:
+        """Move one schedule past `now`, writing an outbox row per occurrence to fire."""
+        assert row.next_fire_at is not None
+        horizon = now - self.grace
+        instant: datetime | None = row.next_fire_at
+        missed_first: datetime | None = None
+        missed_last: datetime | None = None
+        missed_count = 0
+        steps = 0
+        while instant is not None and instant <= now:
+            if instant >= horizon:
+                self._enqueue(session, row, instant, now)
+            else:
+                missed_first = missed_first or instant
+                missed_last = instant
+                missed_count += 1
+            steps += 1
+            if instant < horizon and steps >= MAX_CATCH_UP_STEPS:
+                # A long gap: jump to the first occurrence inside the grace window.
+                instant = following_fire(row, horizon - timedelta(microseconds=1))
+                missed_count = -1  # not counted to the end
+                continue
+            instant = following_fire(row, instant)
+        row.last_fired_at = now
+        row.next_fire_at = instant
+        if instant is None and row.delete_after_completion:
+            session.delete(row)
+        self.stats.missed += max(missed_count, 0)
+        owner = task_id_for(row.name)
+        if missed_first is None or missed_last is None or owner is None:
+            return None
+        return owner, missed_first, missed_last, missed_count, missed_count >= 0
+
+    def _enqueue(
+        self, session: Session, row: LocalSchedule, instant: datetime, now: datetime
+    ) -> None:
+        window = row.flexible_window_minutes or 0
+        jitter = timedelta(seconds=self.rng.uniform(0, window * 60)) if window else timedelta()
+        session.add(
+            LocalFiring(
+                id=str(uuid.uuid4()),
+                schedule_name=row.name,
+                schedule_arn=row.arn,
+                scheduled_time=instant,
+                due_at=instant + jitter,
+                input=row.input,
+                deliveries=0,
+                lease_until=None,
+                created_at=now,
+            )
+        )
+        self.stats.fired += 1
+
+    def _report_missed(
+        self, task_id: str, first: datetime, last: datetime, count: int, complete: bool
+    ) -> None:
+        logger.warning(
+            "task %s: %s occurrences from %s to %s were missed while no engine ran",
+            task_id,
+            count if complete else "many",
+            format_scheduled_time(first),
+            format_scheduled_time(last),
+        )
+        if self.missed is not None:
+            try:
+                self.missed.record_missed(task_id, first, last, count, complete=complete)
+            except Exception:
+                logger.exception("recording missed occurrences of task %s failed", task_id)
+
+    # --- step 2: dispatch ----------------------------------------------------------------------
+
+    def dispatch_due(self) -> int:
+        """Lease due outbox rows (as many as there are free workers) and deliver them."""
+        started = 0
+        while not self._stop.is_set():
+            free = self.workers - self._in_flight
+            if free <= 0:
+                break
+            wanted = min(free, self.batch)
+            leased = self._lease(self.clock(), wanted)
+            for firing in leased:
+                self._submit(firing)
+            started += len(leased)
+            if len(leased) < wanted:
+                break
+        return started
+
+    def _lease(self, now: datetime, limit: int) -> list[LocalFiring]:
+        """Take up to `limit` due rows. The lease is a compare-and-set with a fresh token, so
+        two engines can never both hold a row (PostgreSQL also skips rows another engine is
+        leasing right now instead of waiting for them)."""
+        free = or_(LocalFiring.lease_until.is_(None), LocalFiring.lease_until < now)
+        candidates = (
+            select(LocalFiring.id)
+            .where(LocalFiring.due_at <= now, free)
+            .order_by(LocalFiring.due_at)
+            .limit(limit)
+        )
+        if self._postgres:
+            candidates = candidates.with_for_update(skip_locked=True)
+        token = str(uuid.uuid4())
+        with self.sessions() as session:
+            ids = list(session.scalars(candidates))
+            if not ids:
+                return []
+            session.execute(
+                update(LocalFiring)
+                .where(LocalFiring.id.in_(ids), free)
+                .values(
+                    lease_until=now + self.lease,
+                    lease_token=token,
+                    deliveries=LocalFiring.deliveries + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+            return list(
+                session.scalars(
+                    select(LocalFiring)
+                    .where(LocalFiring.lease_token == token)
+                    .order_by(LocalFiring.due_at)
+                )
+            )
+
+    def _submit(self, firing: LocalFiring) -> None:
+        with self._in_flight_lock:
+            self._in_flight += 1
+        if self._pool is None:  # driven by hand (tests, `run_once`): deliver inline
+            self._deliver(firing)
+            return
+        self._pool.submit(self._deliver, firing)
+
+    def _deliver(self, firing: LocalFiring) -> None:
+        try:
+            event = json.loads(
+                fill_context(
+                    firing.input,
+                    schedule_arn=firing.schedule_arn,
+                    scheduled_time=format_scheduled_time(firing.scheduled_time),
+                    execution_id=firing.id,
+                    attempt_number=firing.deliveries,
+                )
+            )
+            self.delivery.deliver(event)
+        except Exception:
+            # The lease runs out and the row is delivered again, with the same occurrence.
+            self.stats.failed_deliveries += 1
+            logger.exception("delivery of %s failed; it will be retried", firing.id)
+        else:
+            with self.sessions() as session:
+                session.execute(
+                    delete(LocalFiring).where(
+                        LocalFiring.id == firing.id, LocalFiring.lease_token == firing.lease_token
+                    )
+                )
+                session.commit()
+            self.stats.delivered += 1
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+            self._wake.set()
+
+    # --- driving by hand -----------------------------------------------------------------------
+
+    def run_once(self) -> EngineStats:
+        """One claim and one dispatch pass, delivering inline (tests and tools)."""
+        self.claim_due()
+        while self.dispatch_due():
+            pass
+        return self.stats
+
+
+def sqlite_lock_path(database_url: str) -> Path | None:
+    """The lock file beside a SQLite database file (None for PostgreSQL or in-memory)."""
+    if not database_url.startswith("sqlite") or "///" not in database_url:
+        return None
+    database = database_url.split("///", 1)[1]
+    if not database or database == ":memory:":
+        return None
+    return Path(database + ".engine-lock")
+
+
+@contextlib.contextmanager
+def running(engine: LocalEngine) -> Iterator[LocalEngine]:
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
