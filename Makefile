@@ -27,6 +27,9 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# A laptop server on 127.0.0.1: targets on this machine (e.g. `timebridge demo-receiver`) may be
+# called unless TIMEBRIDGE_ALLOWED_TARGET_NETWORKS says otherwise.
+run: export TIMEBRIDGE_ALLOWED_TARGET_NETWORKS ?= 127.0.0.1/32
 run: $(STAMP)
 	$(BIN)/uvicorn service.main:app --host 127.0.0.1 --port 8000
 

@@ -13,7 +13,7 @@ import base64
 import binascii
 import functools
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 SECRET_PREFIX = "whsec_"
 MIN_SECRET_BYTES = 16
@@ -123,3 +123,25 @@ def _b64url_decode(text: str) -> bytes | None:
         return None
     data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     return data if _b64url(data) == text else None
+
+
+def verify_webhook(
+    keys: Sequence[bytes],
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float,
+    tolerance_seconds: int = 300,
+) -> bool:
+    """What a receiver checks: one of the `webhook-signature` values matches under one of the
+    keys, and `webhook-timestamp` is within the tolerance of `now` (replays are refused).
+    `headers` must have lower-case names."""
+    message_id = headers.get("webhook-id")
+    stamp = headers.get("webhook-timestamp", "")
+    offered = headers.get("webhook-signature", "").split()
+    if not message_id or not stamp.isdigit() or not offered:
+        return False
+    if abs(now - int(stamp)) > tolerance_seconds:
+        return False
+    wanted = webhook_signature(keys, message_id, int(stamp), body).split()
+    return any(hmac.compare_digest(w, o) for w in wanted for o in offered)

@@ -114,6 +114,78 @@ def reconcile_command(
         raise typer.Exit(1)
 
 
+@app.command("engine")
+def engine_command() -> None:
+    """Run the local engine on its own (when the API runs with TIMEBRIDGE_EMBEDDED_ENGINE=false,
+    or to add engines on one PostgreSQL database). Stops on Ctrl-C."""
+    from service.adapters.scheduler.engine import EngineLocked
+    from service.container import build_container
+    from service.settings import Settings
+
+    settings = Settings()
+    if settings.backend != "local":
+        typer.echo(
+            "error: the engine fires the local backend; TIMEBRIDGE_BACKEND is not local", err=True
+        )
+        raise typer.Exit(EXIT_INVALID)
+    container = build_container(settings)
+    typer.echo(f"Timebridge engine firing {settings.database_url.split('@')[-1]} (Ctrl-C stops)")
+    try:
+        container.local_engine.run_forever()
+    except EngineLocked as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        container.close()
+
+
+@app.command("sweep")
+def sweep_command(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+) -> None:
+    """Time out silent callbacks, finish interrupted follow-ups, prune old history, reconcile."""
+    from service.container import build_container
+    from service.recorder import sweep
+    from service.settings import Settings
+
+    container = build_container(Settings())
+    try:
+        result = sweep(container)
+    finally:
+        container.close()
+    typer.echo(json.dumps(result) if as_json else ", ".join(f"{k} {v}" for k, v in result.items()))
+
+
+@app.command("demo-receiver")
+def demo_receiver_command(
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 9000,
+    callback_after: Annotated[
+        float, typer.Option("--callback-after", min=0, help="seconds before reporting success")
+    ] = 1.0,
+    fail_every: Annotated[
+        int, typer.Option("--fail-every", min=0, help="answer 503 to every n-th request")
+    ] = 0,
+) -> None:
+    """A receiver on 127.0.0.1 that prints the signed requests it gets and checks them."""
+    from proxy_lambda.signing import parse_signing_secrets
+    from service.container import resolve_signing_secret
+    from service.demo_receiver import DemoReceiver
+    from service.settings import Settings
+
+    secret = resolve_signing_secret(Settings())
+    keys = parse_signing_secrets(secret) if secret else ()
+    server = DemoReceiver(
+        port, keys, callback_after=callback_after, fail_every=fail_every, echo=typer.echo
+    )
+    typer.echo(f"demo receiver on http://127.0.0.1:{port}/ (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

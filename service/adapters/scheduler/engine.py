@@ -112,7 +112,7 @@ class LocalEngine:
         workers: int = 32,
         batch: int = 500,
         max_wait: float = 1.0,
-        lease: timedelta = timedelta(minutes=16),
+        lease: timedelta = timedelta(seconds=150),
         rng: random.Random | None = None,
         lock_path: Path | None = None,
     ) -> None:
@@ -124,7 +124,10 @@ class LocalEngine:
         self.workers = workers
         self.batch = batch
         self.max_wait = max_wait
-        self.lease = lease  # longer than the longest target timeout (900 s)
+        # Longer than a default delivery (30 s timeout, redirects). A delivery that outlives
+        # it may be made again by another engine: the same occurrence, which receivers and the
+        # recorder already treat as a duplicate.
+        self.lease = lease
         self.rng = rng or random.Random()
         self.lock_path = lock_path
         self.stats = EngineStats()
@@ -145,6 +148,8 @@ class LocalEngine:
         """Run in a background thread. Raises EngineLocked when another engine holds the
         SQLite database."""
         self._acquire_lock()
+        if self._lock_file is not None:
+            self._release_leases()
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="tb-fire")
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="tb-engine", daemon=True)
@@ -190,6 +195,17 @@ class LocalEngine:
                 f"another engine fires this database (lock {self.lock_path} is held)"
             ) from None
         self._lock_file = handle
+
+    def _release_leases(self) -> None:
+        """Holding the only lock on this database, no other engine is delivering: leases left
+        behind were a dead process's, and their rows are due again at once."""
+        with self.sessions() as session:
+            session.execute(
+                update(LocalFiring)
+                .where(LocalFiring.lease_until.is_not(None))
+                .values(lease_until=None, lease_token=None)
+            )
+            session.commit()
 
     def _release_lock(self) -> None:
         if self._lock_file is not None:
