@@ -19,7 +19,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import Base
-from service.adapters.db.session import make_engine, make_session_factory, upgrade
+from service.adapters.db.session import (
+    MAX_OVERFLOW,
+    POOL_SIZE,
+    make_engine,
+    make_session_factory,
+    upgrade,
+)
 
 POSTGRES_URL = os.environ.get(
     "TIMEBRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -53,7 +59,11 @@ def _pg_engine(schema: str) -> Engine:
         connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     base.dispose()
     return create_engine(
-        POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"}, pool_pre_ping=True
+        POSTGRES_URL,
+        connect_args={"options": f"-csearch_path={schema}"},
+        pool_pre_ping=True,
+        pool_size=POOL_SIZE,
+        max_overflow=MAX_OVERFLOW,
     )
 
 

@@ -1,15 +1,18 @@
 """A real HTTP target on 127.0.0.1 for the proxy's tests and benchmark.
 
 Routes: `/status/<code>` answers that status; `/sleep/<seconds>` waits first; `/big/<n>` answers
-n bytes; `/redirect?to=<url>&code=<3xx>` redirects; `/loop` redirects to itself; `/retry-after`
-answers 503 with Retry-After: 120; anything else answers 200 with a small JSON body. Every
-request is kept in `received`. Run as `python -m tests.proxy.loopback` to serve in its own
-process: it prints the port and serves until stdin closes.
+n bytes; `/redirect?to=<url>&code=<3xx>` redirects; `/loop` redirects to itself; `/reset` aborts
+the connection; `/retry-after` answers 503 with Retry-After: 120; anything else answers 200
+with a small JSON body. Every request is kept in `received`. Run as
+`python -m tests.proxy.loopback` to serve in its own process: it prints the port and serves
+until stdin closes.
 """
 
 from __future__ import annotations
 
+import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -102,6 +105,12 @@ class TargetHandler(BaseHTTPRequestHandler):
         elif route == "loop":
             status, payload = 302, b""
             extra["Location"] = "/loop"
+        elif route == "reset":
+            # Abort the connection: SO_LINGER 0 makes close() send a TCP RST.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+            return
         elif route == "retry-after":
             status, payload = 503, b"busy"
             extra["Retry-After"] = "120"

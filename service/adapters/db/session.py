@@ -10,6 +10,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# The local engine's workers each hold a session while the local backend opens another (two
+# connections a delivery), beside the API's own: room for the default 32 workers and more.
+POOL_SIZE = 10
+MAX_OVERFLOW = 90
 
 
 def make_engine(url: str) -> Engine:
@@ -18,7 +22,12 @@ def make_engine(url: str) -> Engine:
         database = url.split("///", 1)[-1] if "///" in url else ""
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=POOL_SIZE,
+            max_overflow=MAX_OVERFLOW,
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(connection: Any, _record: Any) -> None:
@@ -33,7 +42,7 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
