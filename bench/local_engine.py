@@ -156,7 +156,7 @@ def run_ours(port: int, schedules: int, due: int, workers: int) -> dict[str, Any
                     "target": target,
                     "retry": {"max_attempts": 1, "base_delay_seconds": 60, "max_delay_seconds": 60},
                     "callback": {"enabled": False, "timeout_seconds": 3600},
-                    "metadata": {},
+                    "task_metadata": {},
                     "schedule_name": schedule_name_for(task_id),
                     "created_at": now,
                     "updated_at": now,
@@ -289,9 +289,11 @@ def measure(side: str, schedules: int, due: int, workers: int) -> dict[str, Any]
             ],
             capture_output=True,
             text=True,
-            check=True,
             env={**os.environ, "PYTHONHASHSEED": "0"},
         )
+        if worker.returncode != 0:
+            sink.kill()
+            raise SystemExit(f"the {side} side failed:\n{worker.stderr[-4000:]}")
         result: dict[str, Any] = json.loads(worker.stdout.strip().splitlines()[-1])
         sink.stdin.close()
         sink.wait(timeout=60)

@@ -101,7 +101,29 @@ def build_backend(settings: Settings, sessions: sessionmaker[Session]) -> Schedu
     )
 
 
+def configure_secrets(settings: Settings) -> None:
+    """Choose the process's key for header secrets at rest (service.adapters.secrets)."""
+    from service.adapters import secrets as box
+
+    if settings.secrets_key is not None:
+        box.configure(box.LocalCipher.from_text(settings.secrets_key.get_secret_value()))
+    elif settings.kms_key_arn:
+        box.configure(box.KmsEnvelopeCipher(settings.kms_key_arn))
+    elif settings.backend == "local":
+        path = dev_dir(settings) / "dev-secrets-key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(box.new_key_text() + "\n")
+            path.chmod(0o600)
+        box.configure(box.LocalCipher.from_text(path.read_text()))
+    else:
+        raise ConfigurationError(
+            "header secrets need a key: set TIMEBRIDGE_SECRETS_KEY or TIMEBRIDGE_KMS_KEY_ARN"
+        )
+
+
 def build_container(settings: Settings, *, clock: Clock = utc_now) -> Container:
+    configure_secrets(settings)
     engine = make_engine(settings.database_url)
     if engine.dialect.name == "sqlite":
         upgrade(engine)  # a laptop database follows the code; PostgreSQL is migrated on deploy

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     # Local engine: occurrences missed by less than this after downtime still fire (once each).
     engine_grace_seconds: int = Field(default=300, ge=0, le=86400)
     engine_workers: int = Field(default=32, ge=1, le=512)
+    # Security (issue "Tenants, roles and security hardening").
+    secrets_key: SecretStr | None = None  # base64 of 32 bytes: AES-GCM for header secrets
+    jwt_jwks_url: str | None = None  # JWT bearer tokens are accepted when set
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    rate_limit_per_minute: int = Field(default=1200, ge=1)  # per tenant, per process
+    max_active_tasks: int = Field(default=100_000, ge=1)  # per tenant
 
     @field_validator("allowed_target_hosts", mode="before")
     @classmethod

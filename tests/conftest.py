@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.adapters import secrets
 from service.adapters.db.models import Base
 from service.adapters.db.session import (
     MAX_OVERFLOW,
@@ -26,6 +27,9 @@ from service.adapters.db.session import (
     make_session_factory,
     upgrade,
 )
+
+# Header secrets are sealed at rest; the suite uses one fixed key (tests that need another set it).
+secrets.configure(secrets.LocalCipher(b"timebridge-tests-secrets-key-32b"))
 
 POSTGRES_URL = os.environ.get(
     "TIMEBRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

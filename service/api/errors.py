@@ -30,7 +30,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.domain.clock import utc_now
-from service.domain.errors import InvalidRequest, InvalidSchedule, TimebridgeError, UpstreamError
+from service.domain.errors import (
+    InvalidRequest,
+    InvalidSchedule,
+    RateLimited,
+    TimebridgeError,
+    UpstreamError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +85,7 @@ _ERROR_DESCRIPTIONS = {
     404: "NOT_FOUND: no such resource for this tenant",
     409: "CONFLICT: the request contradicts the stored state",
     422: "VALIDATION_ERROR or INVALID_SCHEDULE, naming the field at fault",
+    429: "RATE_LIMITED (with Retry-After): this tenant sent too many requests",
     503: "UPSTREAM_THROTTLED (with Retry-After) or UPSTREAM_UNAVAILABLE: retry later",
 }
 
@@ -171,8 +178,9 @@ async def _on_timebridge_error(request: Request, exc: Exception) -> JSONResponse
         message = _SERVER_MESSAGES.get(exc.code, _INTERNAL_MESSAGE)
     else:
         message = str(exc) or HTTPStatus(exc.status).phrase
-    if isinstance(exc, UpstreamError) and exc.retry_after is not None:
-        headers["Retry-After"] = str(exc.retry_after)
+    retry_after = exc.retry_after if isinstance(exc, UpstreamError | RateLimited) else None
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return error_response(
         request,
         status=exc.status,

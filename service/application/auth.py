@@ -7,8 +7,10 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +30,12 @@ class Principal:
     role: str
     key_id: str
     system_admin: bool = False
+    subject: str | None = None  # "jwt:<sub>" for a JWT caller
+
+    @property
+    def actor(self) -> str:
+        """Who did it, for the audit log."""
+        return self.subject or f"key:{self.key_id}"
 
     def require(self, role: str) -> None:
         """Raise Forbidden unless this key's role is at least `role`."""
@@ -94,14 +102,21 @@ def install_key(
         return row.id
 
 
-def authenticate(sessions: sessionmaker[Session], authorization: str | None) -> Principal:
-    """The principal behind an `Authorization: Bearer <key>` header, or Unauthorized."""
+def authenticate(
+    sessions: sessionmaker[Session],
+    authorization: str | None,
+    *,
+    jwt: JwtVerifier | None = None,
+) -> Principal:
+    """The principal behind `Authorization: Bearer <api key | JWT>`, or Unauthorized."""
     if not authorization:
         raise Unauthorized("missing Authorization header: send 'Authorization: Bearer <api key>'")
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 512:
         raise Unauthorized("malformed Authorization header: expected 'Bearer <api key>'")
+    if jwt is not None and token.count(".") == 2 and not token.startswith(KEY_PREFIX):
+        return _jwt_principal(sessions, jwt, token)
     digest = hash_key(token)
     with sessions() as session:
         row = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
@@ -110,3 +125,61 @@ def authenticate(sessions: sessionmaker[Session], authorization: str | None) -> 
     return Principal(
         tenant_id=row.tenant_id, role=row.role, key_id=row.id, system_admin=row.system_admin
     )
+
+
+class JwtVerifier:
+    """JWT bearer tokens signed by a key from a JWKS URL (RS256/ES256), with the tenant (its
+    name) and role in claims. Settings: TIMEBRIDGE_JWT_JWKS_URL, _AUDIENCE, _ISSUER."""
+
+    ALGORITHMS = ("RS256", "ES256")
+
+    def __init__(
+        self,
+        jwks_url: str,
+        *,
+        audience: str | None = None,
+        issuer: str | None = None,
+        tenant_claim: str = "tenant",
+        role_claim: str = "role",
+    ) -> None:
+        import jwt
+
+        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
+        self.audience = audience
+        self.issuer = issuer
+        self.tenant_claim = tenant_claim
+        self.role_claim = role_claim
+
+    def verify(self, token: str) -> Mapping[str, Any]:
+        import jwt
+
+        try:
+            key = self._jwks.get_signing_key_from_jwt(token)
+            claims: Mapping[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=list(self.ALGORITHMS),
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "sub"], "verify_aud": self.audience is not None},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid token: {exc}") from None
+        return claims
+
+
+def _jwt_principal(sessions: sessionmaker[Session], verifier: JwtVerifier, token: str) -> Principal:
+    claims = verifier.verify(token)
+    tenant_name = claims.get(verifier.tenant_claim)
+    role = claims.get(verifier.role_claim)
+    if not isinstance(tenant_name, str) or role not in ROLES:
+        raise Unauthorized(
+            f"the token needs a {verifier.tenant_claim!r} claim and a {verifier.role_claim!r} "
+            f"claim of {', '.join(ROLES)}"
+        )
+    with sessions() as session:
+        tenant_id = session.scalar(select(Tenant.id).where(Tenant.name == tenant_name))
+    if tenant_id is None:
+        raise Unauthorized("the token names an unknown tenant")
+    subject = str(claims.get("sub"))[:120]
+    return Principal(tenant_id=tenant_id, role=str(role), key_id="jwt", subject=f"jwt:{subject}")

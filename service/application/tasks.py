@@ -360,6 +360,8 @@ class TaskService:
         with self.sessions() as session:
             task = self._owned(session, tenant_id, task_id, lock=True)
             self._require_live(task, "updated")
+            if "target" in fields:
+                fields["target"] = rules.keep_redacted_secrets(fields["target"], task.target)
             self._apply(task, fields, now)
             return self._push_and_commit(session, task, now)
 

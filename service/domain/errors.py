@@ -89,3 +89,14 @@ class UpstreamThrottled(UpstreamError):
 
 class UpstreamUnavailable(UpstreamError):
     code = "UPSTREAM_UNAVAILABLE"
+
+
+class RateLimited(TimebridgeError):
+    """The tenant sent more requests than its rate allows; retry after `retry_after` seconds."""
+
+    code = "RATE_LIMITED"
+    status = 429
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

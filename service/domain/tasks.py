@@ -77,7 +77,13 @@ def normalize_target(target: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidRequest("target.timeout_seconds", "must be a number")
     if not 1 <= timeout <= MAX_TIMEOUT_SECONDS:
         raise InvalidRequest("target.timeout_seconds", f"must be 1-{MAX_TIMEOUT_SECONDS}")
-    unknown = set(target) - {"type", "url", "method", "headers", "query", "body", "timeout_seconds"}
+    marked = target.get("secret_headers") or []
+    if not isinstance(marked, list) or not all(
+        isinstance(name, str) and 0 < len(name) <= 128 for name in marked
+    ):
+        raise InvalidRequest("target.secret_headers", "must list header names")
+    fields = {"type", "url", "method", "headers", "query", "body", "timeout_seconds"}
+    unknown = set(target) - fields - {"secret_headers"}
     if unknown:
         raise InvalidRequest(f"target.{sorted(unknown)[0]}", "is not a field of an http target")
     return {
@@ -88,6 +94,7 @@ def normalize_target(target: Mapping[str, Any]) -> dict[str, Any]:
         "query": dict(query),
         "body": target.get("body"),
         "timeout_seconds": timeout,
+        **({"secret_headers": sorted({name.lower() for name in marked})} if marked else {}),
     }
 
 
@@ -130,13 +137,32 @@ def normalize_callback(callback: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"enabled": values["enabled"], "timeout_seconds": timeout}
 
 
+def secret_header_names(target: Mapping[str, Any]) -> frozenset[str]:
+    """Lower-case names of the target's secret headers: the usual credentials and any the task
+    marks in `secret_headers`. Their values are encrypted at rest and never shown."""
+    marked = target.get("secret_headers") or ()
+    return SECRET_HEADERS | {str(name).lower() for name in marked}
+
+
 def redact_target(target: Mapping[str, Any]) -> dict[str, Any]:
     """The target as shown to people: secret header values replaced."""
+    secret = secret_header_names(target)
     headers = {
-        name: REDACTED if name.lower() in SECRET_HEADERS else value
+        name: REDACTED if name.lower() in secret else value
         for name, value in (target.get("headers") or {}).items()
     }
     return {**target, "headers": headers}
+
+
+def keep_redacted_secrets(new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
+    """A target sent back as it was shown (secret values as "***") keeps the stored secrets:
+    a client may round-trip GET -> PATCH without knowing them."""
+    old_headers = {name.lower(): value for name, value in (old.get("headers") or {}).items()}
+    headers = {
+        name: old_headers.get(name.lower(), value) if value == REDACTED else value
+        for name, value in (new.get("headers") or {}).items()
+    }
+    return {**new, "headers": headers}
 
 
 def schedule_input(

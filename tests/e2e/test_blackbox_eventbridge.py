@@ -82,6 +82,7 @@ def server_env(aws: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
         "TIMEBRIDGE_SCHEDULER_ROLE_ARN": ROLE_ARN,
         "TIMEBRIDGE_BOOTSTRAP_API_KEY": KEY,
         "TIMEBRIDGE_SIGNING_SECRET": SIGNING_SECRET,
+        "TIMEBRIDGE_SECRETS_KEY": "dGltZWJyaWRnZS1ibGFja2JveC1zZWNyZXRzLWtleSE=",  # test only
         "TIMEBRIDGE_PUBLIC_URL": f"http://127.0.0.1:{free_port()}",
     }
 

@@ -23,6 +23,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from service.adapters import secrets
+from service.domain.tasks import secret_header_names
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -51,6 +54,41 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class EncryptedTarget(TypeDecorator[dict[str, Any]]):
+    """A task's target as JSON, with secret header values sealed at rest (see
+    service.adapters.secrets); the application only ever sees plaintext."""
+
+    impl = JsonType
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if not isinstance(value, dict) or not value.get("headers"):
+            return value
+        secret = secret_header_names(value)
+        headers = {
+            name: (
+                secrets.current().seal(text)
+                if name.lower() in secret and isinstance(text, str) and not secrets.is_sealed(text)
+                else text
+            )
+            for name, text in value["headers"].items()
+        }
+        return {**value, "headers": headers}
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if not isinstance(value, dict) or not value.get("headers"):
+            return value
+        headers = {
+            name: (
+                secrets.current().open(text)
+                if isinstance(text, str) and secrets.is_sealed(text)
+                else text
+            )
+            for name, text in value["headers"].items()
+        }
+        return {**value, "headers": headers}
 
 
 class Base(DeclarativeBase):
@@ -99,7 +137,7 @@ class Task(Base):
     start_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     end_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     flexible_window_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    target: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    target: Mapped[dict[str, Any]] = mapped_column(EncryptedTarget())
     retry: Mapped[dict[str, Any]] = mapped_column(JsonType)
     callback: Mapped[dict[str, Any]] = mapped_column(JsonType)
     task_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType)
@@ -230,4 +268,20 @@ class LocalFiring(Base):
     deliveries: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     lease_token: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditEvent(Base):
+    """Who changed what, when: task changes, runs, retries, tenants and keys."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_tenant_created", "tenant_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    actor: Mapped[str] = mapped_column(String(128))  # "key:<id>" or "jwt:<subject>"
+    action: Mapped[str] = mapped_column(String(32))
+    target_kind: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str] = mapped_column(String(36))
+    details: Mapped[dict[str, Any]] = mapped_column(JsonType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
