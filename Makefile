@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test lint typecheck unit run bench clean
+.PHONY: test lint typecheck unit run bench synth clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -36,5 +36,14 @@ run: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/schedule_math.py
 
+# Offline: no AWS credentials or Docker needed (Lambda bundles are built by infra/bundle.py).
+CDK_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" \
+	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1 \
+	CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true
+
+synth: $(STAMP)
+	$(CDK_ENV) npx --yes aws-cdk@2 synth --quiet --no-notices
+	$(BIN)/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis cdk.out build

@@ -1,0 +1,1 @@
+"""Code that runs on Lambda at deploy time (shipped in the API bundle, never imports aws_cdk)."""

@@ -1,0 +1,70 @@
+"""Scheduler: the schedule group, the role EventBridge Scheduler assumes to fire a schedule (it
+may invoke the proxy and nothing else), and the grants that let a function manage the group's
+schedules and pass that role, and nothing wider."""
+
+from __future__ import annotations
+
+from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_scheduler as scheduler
+from constructs import Construct
+
+SCHEDULER_SERVICE = "scheduler.amazonaws.com"
+MANAGE_ACTIONS = (
+    "scheduler:CreateSchedule",
+    "scheduler:GetSchedule",
+    "scheduler:UpdateSchedule",
+    "scheduler:DeleteSchedule",
+)
+
+
+class Scheduler(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        group_name: str,
+        proxy: lambda_.IFunction,
+        key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.group_name = group_name
+        self.group = scheduler.CfnScheduleGroup(self, "Group", name=group_name)
+        self.schedule_arns = stack.format_arn(
+            service="scheduler", resource="schedule", resource_name=f"{group_name}/*"
+        )
+        self.role = iam.Role(
+            self,
+            "InvokeProxyRole",
+            description="Assumed by EventBridge Scheduler to invoke the Timebridge proxy",
+            assumed_by=iam.ServicePrincipal(
+                SCHEDULER_SERVICE,
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            ),
+        )
+        proxy.grant_invoke(self.role)
+        key.grant_decrypt(self.role)  # schedule Input is encrypted with the deployment key
+
+    def grant_manage(self, function: lambda_.IFunction) -> None:
+        """Create, read, update and delete this group's schedules, passing only our role."""
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=list(MANAGE_ACTIONS), resources=[self.schedule_arns])
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self.role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": SCHEDULER_SERVICE}},
+            )
+        )
+
+    def grant_list(self, function: lambda_.IFunction) -> None:
+        """ListSchedules, for the reconciler. IAM has no resource type for this action, so it
+        can only be granted on "*"; it reveals schedule names and states, never their Input."""
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["scheduler:ListSchedules"], resources=["*"])
+        )
