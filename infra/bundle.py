@@ -99,6 +99,8 @@ def api_spec(root: Path = ROOT) -> BundleSpec:
     )
     sources = (
         *_package_files(root, "service"),
+        # The service delivers locally and checks callback tokens with the proxy's code.
+        *_package_files(root, "proxy_lambda"),
         Path("infra/__init__.py"),
         *_package_files(root, "infra/functions"),
     )

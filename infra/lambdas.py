@@ -58,7 +58,7 @@ def python_function(
         retention=logs.RetentionDays.ONE_MONTH,
         removal_policy=RemovalPolicy.DESTROY,
     )
-    return lambda_.Function(
+    function = lambda_.Function(
         scope,
         construct_id,
         runtime=RUNTIME,
@@ -75,3 +75,7 @@ def python_function(
         vpc_subnets=placement.subnets if placement else None,
         security_groups=([placement.security_group, *security_groups] if placement else None),
     )
+    if handler != PROXY_HANDLER:
+        # Header secrets at rest are sealed with data keys of this key (KMS envelope).
+        key.grant(function, "kms:GenerateDataKey", "kms:Decrypt")
+    return function

@@ -11,7 +11,12 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.adapters.db.session import make_engine, make_session_factory, upgrade
+from service.adapters.db.session import (
+    fetch_database_url,
+    make_engine,
+    make_session_factory,
+    upgrade,
+)
 from service.adapters.scheduler.local import LocalSchedulerBackend
 from service.application.auth import install_key
 from service.application.history import HistoryService, Invoker
@@ -124,7 +129,10 @@ def configure_secrets(settings: Settings) -> None:
 
 def build_container(settings: Settings, *, clock: Clock = utc_now) -> Container:
     configure_secrets(settings)
-    engine = make_engine(settings.database_url)
+    url = settings.database_url
+    if settings.database_secret_arn:
+        url = fetch_database_url(settings.database_secret_arn)
+    engine = make_engine(url)
     if engine.dialect.name == "sqlite":
         upgrade(engine)  # a laptop database follows the code; PostgreSQL is migrated on deploy
     sessions = make_session_factory(engine)

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TIMEBRIDGE_", frozen=True)
 
     database_url: str = "sqlite:///./.timebridge/timebridge.db"
+    # On AWS: a Secrets Manager secret in RDS's shape; when set it names the database instead.
+    database_secret_arn: str | None = None
     backend: Literal["local", "eventbridge"] = "local"
     embedded_engine: bool = True
     schedule_group: str = Field(

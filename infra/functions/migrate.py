@@ -9,27 +9,17 @@ must never drop data.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote
+
+from service.adapters.db.session import database_url_from_secret, fetch_database_url
+
+__all__ = ["database_url_from_environment", "database_url_from_secret", "handle", "handler"]
 
 logger = logging.getLogger("timebridge.migrate")
 PHYSICAL_ID = "timebridge-schema"
-
-
-def database_url_from_secret(secret: Mapping[str, Any]) -> str:
-    """A `postgresql://` URL from an RDS-style secret; ValueError names a missing field."""
-    missing = [field for field in ("username", "password", "host") if not secret.get(field)]
-    if missing:
-        raise ValueError(f"the database secret lacks {', '.join(missing)}")
-    user = quote(str(secret["username"]), safe="")
-    password = quote(str(secret["password"]), safe="")
-    port = int(secret.get("port") or 5432)
-    dbname = quote(str(secret.get("dbname") or "postgres"), safe="")
-    return f"postgresql://{user}:{password}@{secret['host']}:{port}/{dbname}"
 
 
 def database_url_from_environment(environ: Mapping[str, str] | None = None) -> str:
@@ -44,10 +34,7 @@ def database_url_from_environment(environ: Mapping[str, str] | None = None) -> s
     arn = env.get("TIMEBRIDGE_DATABASE_SECRET_ARN", "").strip()
     if not arn:
         raise RuntimeError("set TIMEBRIDGE_DATABASE_URL or TIMEBRIDGE_DATABASE_SECRET_ARN")
-    import boto3  # only here: the URL form above needs no AWS call
-
-    response = boto3.client("secretsmanager").get_secret_value(SecretId=arn)
-    return database_url_from_secret(json.loads(response["SecretString"]))
+    return fetch_database_url(arn)
 
 
 def _upgrade(url: str) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -43,6 +46,28 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
+
+
+def database_url_from_secret(secret: Mapping[str, Any]) -> str:
+    """A `postgresql://` URL from an RDS-style secret; ValueError names a missing field."""
+    missing = [field for field in ("username", "password", "host") if not secret.get(field)]
+    if missing:
+        raise ValueError(f"the database secret lacks {', '.join(missing)}")
+    user = quote(str(secret["username"]), safe="")
+    password = quote(str(secret["password"]), safe="")
+    port = int(secret.get("port") or 5432)
+    dbname = quote(str(secret.get("dbname") or "postgres"), safe="")
+    return f"postgresql://{user}:{password}@{secret['host']}:{port}/{dbname}"
+
+
+def fetch_database_url(secret_arn: str, *, client: Any = None) -> str:
+    """The URL from a Secrets Manager secret (TIMEBRIDGE_DATABASE_SECRET_ARN on AWS)."""
+    if client is None:
+        import boto3
+
+        client = boto3.client("secretsmanager")
+    response = client.get_secret_value(SecretId=secret_arn)
+    return database_url_from_secret(json.loads(response["SecretString"]))
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
