@@ -186,6 +186,91 @@ def demo_receiver_command(
         server.server_close()
 
 
+tenants_app = typer.Typer(
+    help="Tenants (run where the database is reachable).", no_args_is_help=True
+)
+keys_app = typer.Typer(help="API keys of a tenant.", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(keys_app, name="keys")
+
+# The CLI runs beside the database, as its operator: it acts as a system administrator.
+OPERATOR_ACTOR = "cli"
+
+
+def _operator() -> tuple[Any, Any]:
+    from service.application.auth import Principal
+    from service.container import build_container
+    from service.settings import Settings
+
+    container = build_container(Settings())
+    principal = Principal(
+        tenant_id="", role="admin", key_id=OPERATOR_ACTOR, system_admin=True, subject="cli"
+    )
+    return container, principal
+
+
+def _run(action: Any) -> Any:
+    try:
+        return action()
+    except TimebridgeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID if exc.status == 422 else 1) from None
+
+
+@tenants_app.command("create")
+def tenants_create(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Create a tenant."""
+    container, principal = _operator()
+    tenant = _run(lambda: container.tenancy.create_tenant(principal, name))
+    typer.echo(json.dumps(tenant) if as_json else f"{tenant['id']}  {tenant['name']}")
+
+
+@tenants_app.command("list")
+def tenants_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    container, principal = _operator()
+    tenants = _run(lambda: container.tenancy.list_tenants(principal))
+    if as_json:
+        typer.echo(json.dumps(tenants))
+        return
+    for tenant in tenants:
+        typer.echo(f"{tenant['id']}  {tenant['name']}")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option("--tenant", help="tenant id")],
+    role: Annotated[str, typer.Option("--role", help="admin, editor or viewer")] = "editor",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create a key; it is printed this once."""
+    container, principal = _operator()
+    key = _run(lambda: container.tenancy.create_key(principal, tenant, role))
+    typer.echo(json.dumps(key) if as_json else f"{key['id']}  {key['role']}  {key['key']}")
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str, typer.Option("--tenant", help="tenant id")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    container, principal = _operator()
+    keys = _run(lambda: container.tenancy.list_keys(principal, tenant))
+    if as_json:
+        typer.echo(json.dumps(keys))
+        return
+    for key in keys:
+        state = f"revoked {key['revoked_at']}" if key["revoked_at"] else "active"
+        typer.echo(f"{key['id']}  {key['role']:<6}  {state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key at once."""
+    container, principal = _operator()
+    key = _run(lambda: container.tenancy.revoke_key(principal, key_id))
+    typer.echo(f"{key['id']} revoked at {key['revoked_at']}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -18,11 +18,13 @@ from service.adapters.db.session import (
     upgrade,
 )
 from service.adapters.scheduler.local import LocalSchedulerBackend
-from service.application.auth import install_key
+from service.application.auth import JwtVerifier, install_key
 from service.application.history import HistoryService, Invoker
+from service.application.limits import TenantRateLimiter
 from service.application.reconcile import Reconciler
 from service.application.recorder import AlertSink, LogAlertSink, Recorder
 from service.application.tasks import TaskService
+from service.application.tenancy import TenancyService
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import TimebridgeError
 from service.domain.provisioning import SchedulerBackend
@@ -44,6 +46,9 @@ class Container:
     recorder: Recorder
     history: HistoryService
     invoker: Invoker
+    tenancy: TenancyService
+    rate_limiter: TenantRateLimiter
+    jwt: JwtVerifier | None = None
     signing_secret: str | None = None
     # Local only: the in-process delivery path (proxy handler + recorder) and the engine that
     # fires the local backend's schedules (started by the app's lifespan or `timebridge engine`).
@@ -205,11 +210,24 @@ def assemble(
         engine=engine,
         sessions=sessions,
         backend=backend,
-        tasks=TaskService(sessions, backend, clock=clock),
+        tasks=TaskService(
+            sessions, backend, clock=clock, max_active_tasks=settings.max_active_tasks
+        ),
         reconciler=Reconciler(sessions, backend, clock=clock),
         recorder=recorder,
         history=HistoryService(sessions, invoker, clock=clock),
         invoker=invoker,
+        tenancy=TenancyService(sessions, clock=clock),
+        rate_limiter=TenantRateLimiter(settings.rate_limit_per_minute),
+        jwt=(
+            JwtVerifier(
+                settings.jwt_jwks_url,
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+            )
+            if settings.jwt_jwks_url
+            else None
+        ),
         signing_secret=signing_secret,
         delivery=delivery,
         local_engine=local_engine,

@@ -16,10 +16,11 @@ from mangum import Mangum
 
 from service.adapters.scheduler.engine import EngineLocked
 from service.api.errors import install_error_handling
-from service.api.routers import executions, health, schedules, tasks
+from service.api.routers import executions, health, schedules, tasks, tenants
 from service.application.auth import install_key, new_key
 from service.container import Container, build_container, dev_dir
 from service.domain.clock import Clock, utc_now
+from service.logs import configure_logging
 from service.settings import Settings
 
 logger = logging.getLogger("timebridge")
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Runs under uvicorn only (Mangum's lifespan is off): wire everything and print the
         # development key before the first request.
+        configure_logging()
         container = build_container(settings, clock=clock)
         app.state.container = container
         key_file = dev_key_file(settings)
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.include_router(tasks.router)
     app.include_router(executions.router)
     app.include_router(executions.callbacks)
+    app.include_router(tenants.router)
     return app
 
 

@@ -25,6 +25,7 @@ from service.application.recorder import (
 )
 from service.container import Container, build_container
 from service.domain.clock import utc_now
+from service.logs import configure_logging
 from service.settings import Settings
 
 logger = logging.getLogger("timebridge.recorder")
@@ -35,6 +36,7 @@ _container: Container | None = None
 def _shared_container() -> Container:
     global _container
     if _container is None:
+        configure_logging()
         _container = build_container(Settings())
     return _container
 

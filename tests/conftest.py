@@ -29,7 +29,15 @@ from service.adapters.db.session import (
 )
 
 # Header secrets are sealed at rest; the suite uses one fixed key (tests that need another set it).
-secrets.configure(secrets.LocalCipher(b"timebridge-tests-secrets-key-32b"))
+TEST_SECRETS_KEY = "dGltZWJyaWRnZS10ZXN0cy1zZWNyZXRzLWtleS0zMmI="  # base64 of 32 bytes
+secrets.configure(secrets.LocalCipher.from_text(TEST_SECRETS_KEY))
+
+
+@pytest.fixture(autouse=True)
+def _test_secrets_key() -> None:
+    """Apps started by a test configure a key of their own; each test starts from the suite's."""
+    secrets.configure(secrets.LocalCipher.from_text(TEST_SECRETS_KEY))
+
 
 POSTGRES_URL = os.environ.get(
     "TIMEBRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Request
 from service.application.auth import Principal, authenticate
 from service.application.history import HistoryService
 from service.application.tasks import TaskService
+from service.application.tenancy import TenancyService
 from service.container import Container, build_container
 from service.domain.clock import Clock, utc_now
 from service.settings import Settings
@@ -45,8 +46,12 @@ def get_container(request: Request) -> Container:
 def get_principal(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
-    """Who is calling, from `Authorization: Bearer <api key>`; 401 otherwise."""
-    return authenticate(get_container(request).sessions, authorization)
+    """Who is calling, from `Authorization: Bearer <api key | JWT>`; 401 otherwise; 429 when
+    the caller's tenant is over its request rate."""
+    container = get_container(request)
+    principal = authenticate(container.sessions, authorization, jwt=container.jwt)
+    container.rate_limiter.check(principal.tenant_id)
+    return principal
 
 
 def get_tasks(request: Request) -> TaskService:
@@ -57,9 +62,14 @@ def get_history(request: Request) -> HistoryService:
     return get_container(request).history
 
 
+def get_tenancy(request: Request) -> TenancyService:
+    return get_container(request).tenancy
+
+
 ClockDep = Annotated[Clock, Depends(get_clock)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ContainerDep = Annotated[Container, Depends(get_container)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
 HistoryDep = Annotated[HistoryService, Depends(get_history)]
+TenancyDep = Annotated[TenancyService, Depends(get_tenancy)]

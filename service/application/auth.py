@@ -113,7 +113,7 @@ def authenticate(
         raise Unauthorized("missing Authorization header: send 'Authorization: Bearer <api key>'")
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > 512:
+    if scheme.lower() != "bearer" or not token or len(token) > 4096:
         raise Unauthorized("malformed Authorization header: expected 'Bearer <api key>'")
     if jwt is not None and token.count(".") == 2 and not token.startswith(KEY_PREFIX):
         return _jwt_principal(sessions, jwt, token)

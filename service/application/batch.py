@@ -51,6 +51,7 @@ def create_many(
         raise InvalidRequest("tasks", f"must hold 1-{MAX_BATCH} tasks")
     limiter = limiter or service.limiter
     now = service.clock()
+    service.check_capacity(tenant_id, adding=len(bodies))
     items = [_Item(i) for i in range(len(bodies))]
     workers = min(limiter.maximum, len(items))
     # Rows are written chunk by chunk, and each chunk's schedules start while the next chunk

@@ -16,13 +16,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,6 +44,7 @@ from service.domain.provisioning import (
 from service.domain.schedules import CompiledSchedule, compile_schedule
 
 _TICK = timedelta(microseconds=1)
+CAP_RECOUNT = 10.0  # seconds between counts of a tenant's active tasks
 TASK_FIELDS = {"name", "schedule", "target", "retry", "callback", "metadata"}
 
 
@@ -116,10 +119,14 @@ class TaskService:
         backend: SchedulerBackend,
         *,
         clock: Clock = utc_now,
+        max_active_tasks: int | None = None,
     ) -> None:
         self.sessions = sessions
         self.backend = backend
         self.clock = clock
+        self.max_active_tasks = max_active_tasks
+        self._active: dict[str, tuple[int, float]] = {}
+        self._cap_lock = threading.Lock()
         # The scheduler's quota is per account: every batch shares one adaptive limit.
         self.limiter = AdaptiveLimiter()
 
@@ -132,6 +139,7 @@ class TaskService:
         when an earlier request with the same Idempotency-Key made it."""
         now = self.clock()
         task = self.prepare_task(tenant_id, body, now)
+        self.check_capacity(tenant_id)
         request_hash = hash_body(body)
         with self.sessions() as session:
             if idempotency_key is not None:
@@ -220,6 +228,33 @@ class TaskService:
         if task is None:
             return None
         return task_view(task, now=now)
+
+    def check_capacity(self, tenant_id: str, adding: int = 1) -> None:
+        """Refuse new tasks past the tenant's cap on active (not ended) tasks."""
+        if self.max_active_tasks is None:
+            return
+        # The count is read at most every CAP_RECOUNT seconds and counted up in between, so the
+        # cap costs no query on most creates (it is a soft cap across processes).
+        stamp = time.monotonic()
+        with self._cap_lock:
+            cached = self._active.get(tenant_id)
+            if cached is None or stamp - cached[1] > CAP_RECOUNT:
+                cached = (self._count_active(tenant_id), stamp)
+            active = cached[0]
+            if active + adding > self.max_active_tasks:
+                raise Conflict(
+                    f"this tenant has {active} active tasks; the cap is {self.max_active_tasks}"
+                )
+            self._active[tenant_id] = (active + adding, cached[1])
+
+    def _count_active(self, tenant_id: str) -> int:
+        with self.sessions() as session:
+            active = session.scalar(
+                select(func.count())
+                .select_from(Task)
+                .where(Task.tenant_id == tenant_id, Task.status.in_(rules.ACTIVE_STATUSES))
+            )
+        return int(active or 0)
 
     def prepare_task(self, tenant_id: str, body: Mapping[str, Any], now: datetime) -> Task:
         fields = self._validated(body, now, partial=False)

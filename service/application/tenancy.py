@@ -65,7 +65,15 @@ class TenancyService:
                 session.commit()
             except IntegrityError:
                 raise Conflict(f"a tenant named {name!r} exists already") from None
-            self._record(session, principal, "tenant.create", "tenant", row.id, {"name": name})
+            self._record(
+                session,
+                principal,
+                "tenant.create",
+                "tenant",
+                row.id,
+                {"name": name},
+                tenant_id=row.id,
+            )
             return tenant_view(row)
 
     def list_tenants(self, principal: Principal) -> list[dict[str, Any]]:
@@ -92,7 +100,15 @@ class TenancyService:
             )
             session.add(row)
             session.flush()
-            self._record(session, principal, "key.create", "key", row.id, {"role": role})
+            self._record(
+                session,
+                principal,
+                "key.create",
+                "key",
+                row.id,
+                {"role": role},
+                tenant_id=tenant_id,
+            )
             return {**key_view(row), "key": key}
 
     def list_keys(self, principal: Principal, tenant_id: str) -> list[dict[str, Any]]:
@@ -112,7 +128,9 @@ class TenancyService:
             if row.revoked_at is None:
                 row.revoked_at = self.clock()
                 session.flush()
-                self._record(session, principal, "key.revoke", "key", row.id, {})
+                self._record(
+                    session, principal, "key.revoke", "key", row.id, {}, tenant_id=row.tenant_id
+                )
             else:
                 session.commit()
             return key_view(row)

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from proxy_lambda.signing import verify_callback_token
-from service.api.deps import ContainerDep, HistoryDep, PrincipalDep
+from service.api.deps import ContainerDep, HistoryDep, PrincipalDep, TenancyDep
 from service.api.errors import error_responses
 from service.domain.errors import InvalidRequest, NotFound
 
-router = APIRouter(tags=["executions"], responses=error_responses(401, 422))
+router = APIRouter(tags=["executions"], responses=error_responses(401, 422, 429))
 callbacks = APIRouter(tags=["callbacks"], responses=error_responses(422))
 
 
@@ -155,11 +155,13 @@ def get_execution(execution_id: Id, principal: PrincipalDep, history: HistoryDep
     responses=error_responses(403, 404, 409, 503),
 )
 def retry_execution(
-    execution_id: Id, principal: PrincipalDep, history: HistoryDep
+    execution_id: Id, principal: PrincipalDep, history: HistoryDep, tenancy: TenancyDep
 ) -> dict[str, Any]:
     """Run a failed execution's occurrence again now, as its next attempt."""
     principal.require("editor")
-    return history.retry(principal.tenant_id, execution_id)
+    started = history.retry(principal.tenant_id, execution_id)
+    tenancy.record(principal, "execution.retry", "execution", execution_id, {"new": started["id"]})
+    return started
 
 
 @router.post(
@@ -168,10 +170,14 @@ def retry_execution(
     response_model=ExecutionOut,
     responses=error_responses(403, 404, 409, 503),
 )
-def run_task(task_id: Id, principal: PrincipalDep, history: HistoryDep) -> dict[str, Any]:
+def run_task(
+    task_id: Id, principal: PrincipalDep, history: HistoryDep, tenancy: TenancyDep
+) -> dict[str, Any]:
     """Fire the task once now; its schedule is not touched. The execution starts `pending`."""
     principal.require("editor")
-    return history.run_now(principal.tenant_id, task_id)
+    started = history.run_now(principal.tenant_id, task_id)
+    tenancy.record(principal, "task.run", "task", task_id, {"execution_id": started["id"]})
+    return started
 
 
 @router.get("/v1/alerts", response_model=AlertPageOut)

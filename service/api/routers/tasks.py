@@ -7,12 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.deps import PrincipalDep, TasksDep
+from service.api.deps import PrincipalDep, TasksDep, TenancyDep
 from service.api.errors import error_responses
 from service.application.batch import MAX_BATCH, create_many
 
 # Every route authenticates and validates its input; each adds the failures it can meet.
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=error_responses(401, 422))
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=error_responses(401, 422, 429))
 
 TASK_EXAMPLE: dict[str, Any] = {
     "name": "nightly-report",
@@ -129,6 +129,7 @@ def create_task(
     body: Annotated[TaskIn, Body()],
     principal: PrincipalDep,
     tasks: TasksDep,
+    tenancy: TenancyDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> dict[str, Any]:
@@ -140,6 +141,8 @@ def create_task(
     )
     if not created:
         response.status_code = 200
+    else:
+        tenancy.record(principal, "task.create", "task", task["id"], {"name": task["name"]})
     return task
 
 
@@ -158,11 +161,16 @@ def list_tasks(
 
 
 @router.post("/batch", response_model=BatchOut, responses=error_responses(403))
-def create_batch(body: BatchIn, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
+def create_batch(
+    body: BatchIn, principal: PrincipalDep, tasks: TasksDep, tenancy: TenancyDep
+) -> dict[str, Any]:
     """Create up to 1,000 tasks; every item gets its own status (201, 200 replayed, 4xx, 503)."""
     principal.require("editor")
     results = create_many(tasks, principal.tenant_id, body.tasks)
     created = sum(1 for r in results if r["status"] in (200, 201))
+    made = [r["task"]["id"] for r in results if r["status"] == 201 and r.get("task")]
+    if made:
+        tenancy.record(principal, "task.batch_create", "batch", made[0], {"task_ids": made})
     return {"results": results, "created": created, "failed": len(results) - created}
 
 
@@ -173,30 +181,44 @@ def get_task(task_id: TaskId, principal: PrincipalDep, tasks: TasksDep) -> dict[
 
 @router.patch("/{task_id}", response_model=TaskOut, responses=error_responses(403, 404, 409, 503))
 def update_task(
-    task_id: TaskId, body: TaskPatch, principal: PrincipalDep, tasks: TasksDep
+    task_id: TaskId, body: TaskPatch, principal: PrincipalDep, tasks: TasksDep, tenancy: TenancyDep
 ) -> dict[str, Any]:
     principal.require("editor")
-    return tasks.update(principal.tenant_id, task_id, body.model_dump(exclude_unset=True))
+    task = tasks.update(principal.tenant_id, task_id, body.model_dump(exclude_unset=True))
+    tenancy.record(principal, "task.update", "task", task_id, {})
+    return task
 
 
 @router.delete("/{task_id}", response_model=TaskOut, responses=error_responses(403, 404, 503))
-def cancel_task(task_id: TaskId, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
+def cancel_task(
+    task_id: TaskId, principal: PrincipalDep, tasks: TasksDep, tenancy: TenancyDep
+) -> dict[str, Any]:
     """Cancel: the schedule is deleted, the task and its history stay readable."""
     principal.require("editor")
-    return tasks.cancel(principal.tenant_id, task_id)
+    task = tasks.cancel(principal.tenant_id, task_id)
+    tenancy.record(principal, "task.cancel", "task", task_id, {})
+    return task
 
 
 @router.post(
     "/{task_id}/pause", response_model=TaskOut, responses=error_responses(403, 404, 409, 503)
 )
-def pause_task(task_id: TaskId, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
+def pause_task(
+    task_id: TaskId, principal: PrincipalDep, tasks: TasksDep, tenancy: TenancyDep
+) -> dict[str, Any]:
     principal.require("editor")
-    return tasks.pause(principal.tenant_id, task_id)
+    task = tasks.pause(principal.tenant_id, task_id)
+    tenancy.record(principal, "task.pause", "task", task_id, {})
+    return task
 
 
 @router.post(
     "/{task_id}/resume", response_model=TaskOut, responses=error_responses(403, 404, 409, 503)
 )
-def resume_task(task_id: TaskId, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
+def resume_task(
+    task_id: TaskId, principal: PrincipalDep, tasks: TasksDep, tenancy: TenancyDep
+) -> dict[str, Any]:
     principal.require("editor")
-    return tasks.resume(principal.tenant_id, task_id)
+    task = tasks.resume(principal.tenant_id, task_id)
+    tenancy.record(principal, "task.resume", "task", task_id, {})
+    return task
