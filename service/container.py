@@ -28,6 +28,7 @@ from service.application.tenancy import TenancyService
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import TimebridgeError
 from service.domain.provisioning import SchedulerBackend
+from service.metrics import Metrics
 from service.settings import Settings
 
 
@@ -48,6 +49,7 @@ class Container:
     invoker: Invoker
     tenancy: TenancyService
     rate_limiter: TenantRateLimiter
+    metrics: Metrics
     jwt: JwtVerifier | None = None
     signing_secret: str | None = None
     # Local only: the in-process delivery path (proxy handler + recorder) and the engine that
@@ -168,11 +170,13 @@ def assemble(
             from service.adapters.alerts import SnsAlertSink
 
             alerts = SnsAlertSink(settings.alert_topic_arn)
+    metrics = Metrics()
     recorder = Recorder(
         sessions,
         backend,
         clock=clock,
         alerts=alerts,
+        metrics=metrics,
         lateness_threshold_seconds=settings.alert_lateness_seconds,
         retention_days=settings.execution_retention_days,
     )
@@ -218,7 +222,8 @@ def assemble(
         history=HistoryService(sessions, invoker, clock=clock),
         invoker=invoker,
         tenancy=TenancyService(sessions, clock=clock),
-        rate_limiter=TenantRateLimiter(settings.rate_limit_per_minute),
+        rate_limiter=TenantRateLimiter(settings.rate_limit_per_minute, metrics=metrics),
+        metrics=metrics,
         jwt=(
             JwtVerifier(
                 settings.jwt_jwks_url,

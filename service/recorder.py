@@ -100,6 +100,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 def sweep(container: Container) -> dict[str, Any]:
     swept = container.recorder.sweep()
     report = container.reconciler.run()
+    container.metrics.count("timebridge_reconciler_repairs_total", report.repairs)
     return {
         **swept,
         "reconcile_repairs": report.repairs,

@@ -177,6 +177,9 @@ async def _on_timebridge_error(request: Request, exc: Exception) -> JSONResponse
     headers: dict[str, str] = {}
     if exc.status >= 500:
         logger.error("%s: %s", exc.code, exc, exc_info=exc)
+        container = getattr(request.app.state, "container", None)
+        if container is not None:
+            container.metrics.count("timebridge_scheduler_errors_total", code=exc.code)
         message = _SERVER_MESSAGES.get(exc.code, _INTERNAL_MESSAGE)
     else:
         message = str(exc) or HTTPStatus(exc.status).phrase

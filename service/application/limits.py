@@ -13,10 +13,18 @@ import time
 from collections.abc import Callable
 
 from service.domain.errors import RateLimited
+from service.metrics import Metrics
 
 
 class TenantRateLimiter:
-    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.metrics = metrics
         self.rate = per_minute / 60.0
         self.burst = float(per_minute)
         self.clock = clock
@@ -32,6 +40,8 @@ class TenantRateLimiter:
             if tokens < 1.0:
                 self._buckets[tenant_id] = (tokens, now)
                 wait = math.ceil((1.0 - tokens) / self.rate)
+                if self.metrics is not None:
+                    self.metrics.count("timebridge_rate_limited_total")
                 raise RateLimited(
                     f"this tenant is over its limit of {int(self.burst)} requests a minute",
                     retry_after=max(1, wait),

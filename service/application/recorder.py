@@ -47,6 +47,7 @@ from service.domain.provisioning import (
     retry_schedule_name,
 )
 from service.domain.schedules import at_expression
+from service.metrics import Metrics
 
 logger = logging.getLogger("timebridge.recorder")
 
@@ -178,7 +179,9 @@ class Recorder:
         lateness_threshold_seconds: int = 120,
         retention_days: int = 90,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.sessions = sessions
         self.backend = backend
         self.clock = clock
@@ -239,12 +242,15 @@ class Recorder:
                 retry_after=outcome.retry_after_seconds,
             )
             execution_id = execution.id
+            observed = (execution.status, execution.latency_ms, execution.late_seconds)
             try:
                 session.commit()
             except IntegrityError:
                 # Another copy of this record inserted the row first: apply ours over it.
                 session.rollback()
                 return self.record_outcome(outcome)
+        if self.metrics is not None:
+            self.metrics.observe_execution(*observed)
         self._publish(published)
         self.carry_out(execution_id)
         return execution_id

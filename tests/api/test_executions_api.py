@@ -216,3 +216,23 @@ def test_a_cancelled_task_cannot_run(client: TestClient) -> None:
     task = make_task(client)
     client.delete(f"/v1/tasks/{task['id']}")
     envelope(client.post(f"/v1/tasks/{task['id']}/run"), 409, "CONFLICT")
+
+
+def test_metrics_report_tasks_executions_and_histograms(
+    client: TestClient, invoker: RecordingInvoker, container: Container
+) -> None:
+    task = make_task(client)
+    client.post(f"/v1/tasks/{task['id']}/run")
+    container.recorder.record_outcome(
+        outcome_from_record(outcome_for(invoker.events[0], "failed", 500))
+    )
+    response = client.get("/metrics", headers={"Authorization": ""})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'timebridge_tasks{status="scheduled"} 1' in text
+    assert 'timebridge_executions{status="failed"} 1' in text
+    assert 'timebridge_executions_recorded_total{status="failed"} 1' in text
+    assert "timebridge_execution_duration_seconds_count 1" in text
+    assert 'timebridge_execution_lateness_seconds_bucket{le="+Inf"} 1' in text
+    assert task["id"] not in text  # aggregates only

@@ -82,6 +82,7 @@ EXPECTED_OPERATIONS = {
     "GET /v1/tenants/{tenant_id}/keys",
     "DELETE /v1/keys/{key_id}",
     "GET /v1/audit",
+    "GET /metrics",
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -48,3 +48,16 @@ def ready(container: ContainerDep) -> JSONResponse:
         body = Readiness(status="unavailable", database="unreachable")
         return JSONResponse(status_code=503, content=body.model_dump())
     return JSONResponse(status_code=200, content=Readiness(status="ok", database="ok").model_dump())
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus text: tasks and executions by status, durations, lateness, errors",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition"}},
+)
+def metrics(container: ContainerDep) -> PlainTextResponse:
+    return PlainTextResponse(
+        container.metrics.render(container.sessions),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
+    )
