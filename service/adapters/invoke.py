@@ -50,10 +50,14 @@ class LocalDelivery:
         self.proxy_settings = proxy_settings
         self.send = send
 
+    def call(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Only the proxy's part: call the target, return the outcome record."""
+        return handle(event, settings=self.proxy_settings, send=self.send)
+
     def deliver(self, event: dict[str, Any]) -> dict[str, Any]:
         """Deliver and record; returns the proxy's outcome record. A record the recorder cannot
         use is logged (locally there is no dead-letter queue to send it to)."""
-        outcome = handle(event, settings=self.proxy_settings, send=self.send)
+        outcome = self.call(event)
         try:
             self.recorder.record_outcome(outcome_from_record(outcome))
         except MalformedRecord as exc:

@@ -24,7 +24,7 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -197,63 +197,95 @@ class Recorder:
 
         Raises MalformedRecord when the record names a task that does not exist or belongs to
         another tenant (it must not vanish silently: on AWS it goes on to the DLQ)."""
+        return self.record_outcomes([outcome])[0]
+
+    def record_outcomes(
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        also: Callable[[Session], None] | None = None,
+    ) -> list[str]:
+        """Apply several outcomes in one transaction (the local engine's path: one commit for
+        a batch of deliveries, with `also` run in the same transaction, e.g. to clear the
+        engine's outbox). Returns the execution ids in order. If the batch meets a conflict
+        (a concurrent copy of one record), each outcome is applied on its own instead."""
         now = self.clock()
         published: list[dict[str, Any]] = []
-        with self.sessions() as session:
-            task = session.get(Task, outcome.task_id)
-            if task is None:
-                raise MalformedRecord(f"no task {outcome.task_id}")
-            if outcome.tenant_id is not None and outcome.tenant_id != task.tenant_id:
-                raise MalformedRecord(f"task {outcome.task_id} is not tenant {outcome.tenant_id}")
-            execution = self._locked_execution(
-                session, task, outcome.scheduled_time, outcome.attempt
-            )
-            if execution is None:
-                current: str | None = None
-                execution = self._new_execution(task, outcome.scheduled_time, outcome.attempt, now)
-                execution.trigger = RETRY if outcome.attempt > 1 else SCHEDULE
-                session.add(execution)
-            elif execution.outcome_recorded:
-                pending, execution_id = execution.followups_pending, execution.id
-                session.rollback()
-                if pending:
-                    self.carry_out(execution_id)
-                return execution_id
-            else:  # a callback, or a manual run, made the row first
-                current = execution.status
-            self._apply_outcome(session, task, execution, outcome, now, published)
-            callbacks = bool(task.callback.get("enabled"))
-            execution.status = states.after_outcome(
-                current, outcome.status, callback_enabled=callbacks
-            )
-            if execution.status in states.TERMINAL:
-                execution.finished_at = execution.finished_at or now
-            elif callbacks and execution.callback_deadline is None:
-                timeout = int(task.callback.get("timeout_seconds") or 3600)
-                execution.callback_deadline = now + timedelta(seconds=timeout)
-            self._decide(
-                session,
-                task,
-                execution,
-                now,
-                published,
-                first_outcome=True,
-                became_terminal=current not in states.TERMINAL,
-                retry_after=outcome.retry_after_seconds,
-            )
-            execution_id = execution.id
-            observed = (execution.status, execution.latency_ms, execution.late_seconds)
-            try:
+        observed: list[tuple[str, int | None, float | None]] = []
+        results: list[tuple[str, bool]] = []
+        try:
+            with self.sessions() as session:
+                for outcome in outcomes:
+                    results.append(self._apply_one(session, outcome, now, published, observed))
+                if also is not None:
+                    also(session)
                 session.commit()
-            except IntegrityError:
-                # Another copy of this record inserted the row first: apply ours over it.
-                session.rollback()
-                return self.record_outcome(outcome)
+        except IntegrityError:
+            if len(outcomes) == 1:
+                return self.record_outcomes(outcomes, also=also)  # the row exists now: update
+            ids = [self.record_outcome(outcome) for outcome in outcomes]
+            if also is not None:
+                with self.sessions() as session:
+                    also(session)
+                    session.commit()
+            return ids
         if self.metrics is not None:
-            self.metrics.observe_execution(*observed)
+            for values in observed:
+                self.metrics.observe_execution(*values)
         self._publish(published)
-        self.carry_out(execution_id)
-        return execution_id
+        for execution_id, pending in results:
+            if not pending:
+                continue
+            if len(outcomes) == 1:
+                self.carry_out(execution_id)  # a failure here is the caller's to retry
+            else:
+                self._carry_out_safely(execution_id)  # the sweeper finishes what fails
+        return [execution_id for execution_id, _ in results]
+
+    def _apply_one(
+        self,
+        session: Session,
+        outcome: Outcome,
+        now: datetime,
+        published: list[dict[str, Any]],
+        observed: list[tuple[str, int | None, float | None]],
+    ) -> tuple[str, bool]:
+        """One outcome inside the caller's transaction: (execution id, follow-ups pending)."""
+        task = session.get(Task, outcome.task_id)
+        if task is None:
+            raise MalformedRecord(f"no task {outcome.task_id}")
+        if outcome.tenant_id is not None and outcome.tenant_id != task.tenant_id:
+            raise MalformedRecord(f"task {outcome.task_id} is not tenant {outcome.tenant_id}")
+        execution = self._locked_execution(session, task, outcome.scheduled_time, outcome.attempt)
+        if execution is None:
+            current: str | None = None
+            execution = self._new_execution(task, outcome.scheduled_time, outcome.attempt, now)
+            execution.trigger = RETRY if outcome.attempt > 1 else SCHEDULE
+            session.add(execution)
+        elif execution.outcome_recorded:
+            return execution.id, execution.followups_pending  # a duplicate: nothing changes
+        else:  # a callback, or a manual run, made the row first
+            current = execution.status
+        self._apply_outcome(session, task, execution, outcome, now, published)
+        callbacks = bool(task.callback.get("enabled"))
+        execution.status = states.after_outcome(current, outcome.status, callback_enabled=callbacks)
+        if execution.status in states.TERMINAL:
+            execution.finished_at = execution.finished_at or now
+        elif callbacks and execution.callback_deadline is None:
+            timeout = int(task.callback.get("timeout_seconds") or 3600)
+            execution.callback_deadline = now + timedelta(seconds=timeout)
+        self._decide(
+            session,
+            task,
+            execution,
+            now,
+            published,
+            first_outcome=True,
+            became_terminal=current not in states.TERMINAL,
+            retry_after=outcome.retry_after_seconds,
+        )
+        observed.append((execution.status, execution.latency_ms, execution.late_seconds))
+        return execution.id, execution.followups_pending
 
     def _apply_outcome(
         self,

@@ -24,8 +24,10 @@ import contextlib
 import functools
 import json
 import logging
+import queue
 import random
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import LocalFiring, LocalSchedule
+from service.application.recorder import MalformedRecord, outcome_from_record
 from service.domain.clock import Clock, utc_now
 from service.domain.executions import format_scheduled_time
 from service.domain.provisioning import task_id_for
@@ -139,6 +142,9 @@ class LocalEngine:
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
         self._lock_file: IO[str] | None = None
+        self._records: queue.Queue[tuple[LocalFiring, dict[str, Any]] | None] | None = None
+        self._recording: threading.Thread | None = None
+        self.recorder: Any = None
         bind = sessions.kw["bind"]
         self._postgres = bind.dialect.name == "postgresql"
 
@@ -151,6 +157,13 @@ class LocalEngine:
         if self._lock_file is not None:
             self._release_leases()
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="tb-fire")
+        if hasattr(self.delivery, "call") and hasattr(self.delivery, "recorder"):
+            self.recorder = self.delivery.recorder
+            self._records = queue.Queue()
+            self._recording = threading.Thread(
+                target=self._record_loop, name="tb-record", daemon=True
+            )
+            self._recording.start()
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="tb-engine", daemon=True)
         self._thread.start()
@@ -163,6 +176,11 @@ class LocalEngine:
             self._thread.join(timeout)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=False)
+            self._pool = None
+        if self._records is not None and self._recording is not None:
+            self._records.put(None)
+            self._recording.join(timeout)
+            self._records = None
         self._release_lock()
 
     def wake(self) -> None:
@@ -411,35 +429,107 @@ class LocalEngine:
             return
         self._pool.submit(self._deliver, firing)
 
-    def _deliver(self, firing: LocalFiring) -> None:
-        try:
-            event = json.loads(
-                fill_context(
-                    firing.input,
-                    schedule_arn=firing.schedule_arn,
-                    scheduled_time=format_scheduled_time(firing.scheduled_time),
-                    execution_id=firing.id,
-                    attempt_number=firing.deliveries,
-                )
+    def _event(self, firing: LocalFiring) -> dict[str, Any]:
+        event: dict[str, Any] = json.loads(
+            fill_context(
+                firing.input,
+                schedule_arn=firing.schedule_arn,
+                scheduled_time=format_scheduled_time(firing.scheduled_time),
+                execution_id=firing.id,
+                attempt_number=firing.deliveries,
             )
+        )
+        return event
+
+    def _deliver(self, firing: LocalFiring) -> None:
+        batching = self._records is not None
+        try:
+            event = self._event(firing)
+            if batching:
+                # The call here; recording (and clearing the outbox row) in batches by the
+                # recording thread, one transaction for many deliveries.
+                outcome = self.delivery.call(event)  # type: ignore[attr-defined]
+                assert self._records is not None
+                self._records.put((firing, outcome))
+                return  # released once recorded
             self.delivery.deliver(event)
         except Exception:
             # The lease runs out and the row is delivered again, with the same occurrence.
             self.stats.failed_deliveries += 1
             logger.exception("delivery of %s failed; it will be retried", firing.id)
         else:
-            with self.sessions() as session:
-                session.execute(
-                    delete(LocalFiring).where(
-                        LocalFiring.id == firing.id, LocalFiring.lease_token == firing.lease_token
-                    )
-                )
-                session.commit()
+            self._clear([firing])
             self.stats.delivered += 1
+        self._release(1)
+
+    def _release(self, count: int) -> None:
+        with self._in_flight_lock:
+            self._in_flight -= count
+        self._wake.set()
+
+    def _clear(self, firings: list[LocalFiring], session: Session | None = None) -> None:
+        """Remove delivered rows from the outbox."""
+        statement = delete(LocalFiring).where(LocalFiring.id.in_([f.id for f in firings]))
+        if session is not None:
+            session.execute(statement)
+            return
+        with self.sessions() as own:
+            own.execute(statement)
+            own.commit()
+
+    def _record_loop(self) -> None:
+        """Record delivered outcomes in batches: one transaction per batch for the executions
+        and the outbox rows they clear, instead of two per delivery."""
+        assert self._records is not None
+        while True:
+            first = self._records.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + 0.02
+            while len(batch) < self.batch:
+                try:
+                    item = self._records.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._records.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            self._record_batch(batch)
+
+    def _record_batch(self, batch: list[tuple[LocalFiring, dict[str, Any]]]) -> None:
+        try:
+            try:
+                self._record_together(batch)
+            except MalformedRecord:
+                for item in batch:  # find the bad one; the others are recorded on their own
+                    self._record_together([item])
+            self.stats.delivered += len(batch)
+        except Exception:
+            # Left leased: delivered again when the lease runs out (same occurrences).
+            self.stats.failed_deliveries += len(batch)
+            logger.exception("recording %d outcomes failed; they will be redelivered", len(batch))
         finally:
-            with self._in_flight_lock:
-                self._in_flight -= 1
-            self._wake.set()
+            self._release(len(batch))
+
+    def _record_together(self, batch: list[tuple[LocalFiring, dict[str, Any]]]) -> None:
+        firings = [firing for firing, _ in batch]
+        outcomes = []
+        for firing, record in batch:
+            try:
+                outcomes.append(outcome_from_record(record))
+            except MalformedRecord as exc:
+                logger.error("outcome of %s not recorded: %s", firing.id, exc)
+        try:
+            self.recorder.record_outcomes(
+                outcomes, also=lambda session: self._clear(firings, session)
+            )
+        except MalformedRecord as exc:
+            if len(batch) > 1:
+                raise
+            logger.error("outcome of %s not recorded: %s", firings[0].id, exc)
+            self._clear(firings)  # nothing to record it against: locally there is no DLQ
 
     # --- driving by hand -----------------------------------------------------------------------
 
