@@ -10,7 +10,6 @@ Either way the outcome comes back through the recorder like any scheduled firing
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -20,8 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import Alert, Execution, Task
-from service.application.paging import decode_cursor, encode_cursor, is_uuid
-from service.application.recorder import MANUAL
+from service.application.paging import check_limit, is_uuid, newest_first
+from service.application.recorder import MANUAL, new_execution
 from service.domain import executions as states
 from service.domain import tasks as rules
 from service.domain.clock import Clock, utc_now
@@ -117,8 +116,7 @@ class HistoryService:
         """Newest first. `since`/`until` bound the scheduled time (inclusive, exclusive)."""
         if status is not None and status not in states.EXECUTION_STATUSES:
             raise InvalidRequest("status", f"must be one of {', '.join(states.EXECUTION_STATUSES)}")
-        if not 1 <= limit <= 500:
-            raise InvalidRequest("limit", "must be 1-500")
+        check_limit(limit)
         query = select(Execution).where(Execution.tenant_id == tenant_id)
         if task_id is not None:
             query = query.where(Execution.task_id == task_id)
@@ -128,19 +126,9 @@ class HistoryService:
             query = query.where(Execution.scheduled_time >= since)
         if until is not None:
             query = query.where(Execution.scheduled_time < until)
-        if cursor is not None:
-            created, last_id = decode_cursor(cursor)
-            query = query.where(
-                (Execution.created_at < created)
-                | ((Execution.created_at == created) & (Execution.id < last_id))
-            )
-        query = query.order_by(Execution.created_at.desc(), Execution.id.desc()).limit(limit + 1)
-        with self.sessions() as session:
-            rows = list(session.scalars(query))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        last = rows[-1] if more and rows else None
-        next_cursor = encode_cursor(last.created_at, last.id) if last is not None else None
+        rows, next_cursor = newest_first(
+            self.sessions, query, Execution, limit=limit, cursor=cursor
+        )
         return Page([execution_view(row) for row in rows], next_cursor)
 
     def list_for_task(self, tenant_id: str, task_id: str, **filters: Any) -> Page:
@@ -155,22 +143,8 @@ class HistoryService:
             return execution_view(self._owned(session, tenant_id, execution_id))
 
     def alerts(self, tenant_id: str, *, limit: int = 50, cursor: str | None = None) -> Page:
-        if not 1 <= limit <= 500:
-            raise InvalidRequest("limit", "must be 1-500")
         query = select(Alert).where(Alert.tenant_id == tenant_id)
-        if cursor is not None:
-            created, last_id = decode_cursor(cursor)
-            query = query.where(
-                (Alert.created_at < created)
-                | ((Alert.created_at == created) & (Alert.id < last_id))
-            )
-        query = query.order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit + 1)
-        with self.sessions() as session:
-            rows = list(session.scalars(query))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        last = rows[-1] if more and rows else None
-        next_cursor = encode_cursor(last.created_at, last.id) if last is not None else None
+        rows, next_cursor = newest_first(self.sessions, query, Alert, limit=limit, cursor=cursor)
         return Page([alert_view(row) for row in rows], next_cursor)
 
     # --- acting --------------------------------------------------------------------------------
@@ -215,21 +189,8 @@ class HistoryService:
     def _start(
         self, session: Session, task: Task, scheduled: datetime, *, attempt: int, now: datetime
     ) -> dict[str, Any]:
-        execution = Execution(
-            id=str(uuid.uuid4()),
-            task_id=task.id,
-            tenant_id=task.tenant_id,
-            scheduled_time=scheduled,
-            attempt=attempt,
-            status=states.PENDING,
-            trigger=MANUAL,
-            planned_at=now,
-            outcome_recorded=False,
-            followups_pending=False,
-            response_body_truncated=False,
-            created_at=now,
-            updated_at=now,
-        )
+        execution = new_execution(task, scheduled, attempt, now, trigger=MANUAL)
+        execution.planned_at = now
         session.add(execution)
         try:
             session.commit()

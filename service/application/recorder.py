@@ -168,6 +168,26 @@ def outcome_from_failed_invocation(
     )
 
 
+def new_execution(
+    task: Task, scheduled: datetime, attempt: int, now: datetime, *, trigger: str = SCHEDULE
+) -> Execution:
+    """A pending execution row for one attempt of one occurrence."""
+    return Execution(
+        id=str(uuid.uuid4()),
+        task_id=task.id,
+        tenant_id=task.tenant_id,
+        scheduled_time=scheduled,
+        attempt=attempt,
+        status=states.PENDING,
+        trigger=trigger,
+        outcome_recorded=False,
+        followups_pending=False,
+        response_body_truncated=False,
+        created_at=now,
+        updated_at=now,
+    )
+
+
 class Recorder:
     def __init__(
         self,
@@ -259,7 +279,7 @@ class Recorder:
         execution = self._locked_execution(session, task, outcome.scheduled_time, outcome.attempt)
         if execution is None:
             current: str | None = None
-            execution = self._new_execution(task, outcome.scheduled_time, outcome.attempt, now)
+            execution = new_execution(task, outcome.scheduled_time, outcome.attempt, now)
             execution.trigger = RETRY if outcome.attempt > 1 else SCHEDULE
             session.add(execution)
         elif execution.outcome_recorded:
@@ -415,7 +435,7 @@ class Recorder:
                 raise NotFound("unknown callback token")
             execution = self._locked_execution(session, task, scheduled, attempt)
             if execution is None:  # the report beat the outcome record
-                execution = self._new_execution(task, scheduled, attempt, now)
+                execution = new_execution(task, scheduled, attempt, now)
                 execution.trigger = RETRY if attempt > 1 else SCHEDULE
                 timeout = int(task.callback.get("timeout_seconds") or 3600)
                 execution.callback_deadline = now + timedelta(seconds=timeout)
@@ -687,23 +707,6 @@ class Recorder:
                 Execution.attempt == attempt,
             )
             .with_for_update()
-        )
-
-    @staticmethod
-    def _new_execution(task: Task, scheduled: datetime, attempt: int, now: datetime) -> Execution:
-        return Execution(
-            id=str(uuid.uuid4()),
-            task_id=task.id,
-            tenant_id=task.tenant_id,
-            scheduled_time=scheduled,
-            attempt=attempt,
-            status=states.PENDING,
-            trigger=SCHEDULE,
-            outcome_recorded=False,
-            followups_pending=False,
-            response_body_truncated=False,
-            created_at=now,
-            updated_at=now,
         )
 
     def _alert(

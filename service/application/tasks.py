@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import Execution, IdempotencyRecord, Task
 from service.application.pacing import AdaptiveLimiter
-from service.application.paging import decode_cursor, encode_cursor, is_uuid
+from service.application.paging import is_uuid, newest_first
 from service.domain import tasks as rules
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import Conflict, InvalidRequest, InvalidSchedule, NotFound
@@ -366,25 +366,13 @@ class TaskService:
         """Newest first; `cursor` is the opaque value of the previous page's next_cursor."""
         if status is not None and status not in rules.TASK_STATUSES:
             raise InvalidRequest("status", f"must be one of {', '.join(rules.TASK_STATUSES)}")
-        if not 1 <= limit <= 500:
-            raise InvalidRequest("limit", "must be 1-500")
         query = select(Task).where(Task.tenant_id == tenant_id)
         if status is not None:
             query = query.where(Task.status == status)
         if name is not None:
             query = query.where(Task.name == name)
-        if cursor is not None:
-            created, last_id = decode_cursor(cursor)
-            query = query.where(
-                (Task.created_at < created) | ((Task.created_at == created) & (Task.id < last_id))
-            )
-        query = query.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit + 1)
         now = self.clock()
-        with self.sessions() as session:
-            rows = list(session.scalars(query))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+        rows, next_cursor = newest_first(self.sessions, query, Task, limit=limit, cursor=cursor)
         return TaskPage([task_view(t, now=now) for t in rows], next_cursor)
 
     # --- change ------------------------------------------------------------------------------

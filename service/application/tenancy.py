@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import ApiKey, AuditEvent, Tenant
 from service.application.auth import ROLES, Principal, hash_key, new_key
-from service.application.paging import decode_cursor, encode_cursor, is_uuid
+from service.application.paging import is_uuid, newest_first
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
 
@@ -179,21 +179,10 @@ class TenancyService:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """The caller's tenant's audit log, newest first (tenant admins only)."""
         principal.require("admin")
-        if not 1 <= limit <= 500:
-            raise InvalidRequest("limit", "must be 1-500")
         query = select(AuditEvent).where(AuditEvent.tenant_id == principal.tenant_id)
-        if cursor is not None:
-            created, last_id = decode_cursor(cursor)
-            query = query.where(
-                (AuditEvent.created_at < created)
-                | ((AuditEvent.created_at == created) & (AuditEvent.id < last_id))
-            )
-        query = query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(limit + 1)
-        with self.sessions() as session:
-            rows = list(session.scalars(query))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+        rows, next_cursor = newest_first(
+            self.sessions, query, AuditEvent, limit=limit, cursor=cursor
+        )
         items = [
             {
                 "id": row.id,
