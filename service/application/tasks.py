@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import bindparam, case, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import IdempotencyRecord, Task
+from service.adapters.db.session import insert_rows
 from service.application.pacing import AdaptiveLimiter
 from service.domain import tasks as rules
 from service.domain.clock import Clock, utc_now
@@ -41,6 +42,18 @@ from service.domain.schedules import CompiledSchedule, compile_schedule
 
 _TICK = timedelta(microseconds=1)
 TASK_FIELDS = {"name", "schedule", "target", "retry", "callback", "metadata"}
+
+# Provisioning's last step, built once (it runs for every create): the schedule's ARN, and
+# `live` as status only if the row is still `provisioning` (the reconciler may have been first).
+MARK_PROVISIONED = (
+    update(Task)
+    .where(Task.id == bindparam("task_id"))
+    .values(
+        schedule_arn=bindparam("arn"),
+        updated_at=bindparam("now"),
+        status=case((Task.status == rules.PROVISIONING, bindparam("live")), else_=Task.status),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -136,8 +149,9 @@ class TaskService:
                 earlier = self._replay(session, tenant_id, idempotency_key, request_hash, now)
                 if earlier is not None:
                     return earlier, False
-                session.add(
-                    IdempotencyRecord(
+            try:
+                if idempotency_key is not None:
+                    record = IdempotencyRecord(
                         id=str(uuid.uuid4()),
                         tenant_id=tenant_id,
                         key=idempotency_key,
@@ -145,9 +159,8 @@ class TaskService:
                         task_id=task.id,
                         created_at=now,
                     )
-                )
-            session.add(task)
-            try:
+                    insert_rows(session, [record])
+                insert_rows(session, [task])
                 session.commit()
             except IntegrityError:
                 session.rollback()
@@ -168,15 +181,8 @@ class TaskService:
         with self.sessions() as session:
             # One statement; the reconciler may have finished the row first, so only a row still
             # `provisioning` changes status.
-            session.execute(
-                update(Task)
-                .where(Task.id == task.id)
-                .values(
-                    schedule_arn=arn,
-                    updated_at=now,
-                    status=case((Task.status == rules.PROVISIONING, live), else_=Task.status),
-                )
-                .execution_options(synchronize_session=False)  # no objects loaded to refresh
+            session.connection().execute(
+                MARK_PROVISIONED, {"task_id": task.id, "arn": arn, "now": now, "live": live}
             )
             session.commit()
         task.status, task.schedule_arn, task.updated_at = live, arn, now
