@@ -87,15 +87,22 @@ def _compiled(schedule_json: str, created_at: datetime) -> CompiledSchedule:
     return compile_schedule(json.loads(schedule_json), now=created_at)
 
 
+@functools.lru_cache(maxsize=4096)
+def _fire_texts(
+    schedule_json: str, created_at: datetime, now: datetime, count: int
+) -> tuple[str, ...]:
+    """The next fires at or after `now`: a batch's views of one schedule share one answer."""
+    compiled = _compiled(schedule_json, created_at)
+    return tuple(f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in compiled.next_fire_times(now - _TICK, count))
+
+
 def task_view(task: Task, *, now: datetime, count: int = 5) -> dict[str, Any]:
     """The task as the API returns it: secrets redacted, next fires computed."""
     fires: list[str] = []
     if task.status in (rules.SCHEDULED, rules.PROVISIONING) and task.enabled:
         try:
-            compiled = _compiled(json.dumps(task.schedule, sort_keys=True), task.created_at)
-            fires = [
-                f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in compiled.next_fire_times(now - _TICK, count)
-            ]
+            schedule_json = json.dumps(task.schedule, sort_keys=True)
+            fires = list(_fire_texts(schedule_json, task.created_at, now, count))
         except InvalidSchedule:  # pragma: no cover - stored schedules compiled once already
             fires = []
     return {
