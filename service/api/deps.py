@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
-from service.application.auth import Principal, authenticate
+from service.application.auth import Principal, authenticate, recently_authenticated
 from service.application.tasks import TaskService
 from service.container import Container, build_container
 from service.domain.clock import Clock, utc_now
@@ -41,15 +42,28 @@ def get_container(request: Request) -> Container:
     return container
 
 
-def get_principal(
+async def get_principal(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
-    """Who is calling, from `Authorization: Bearer <api key>`; 401 otherwise."""
-    return authenticate(get_container(request).sessions, authorization)
+    """Who is calling, from `Authorization: Bearer <api key>`; 401 otherwise. A key verified
+    in the last second is answered here; a lookup runs in the thread pool."""
+    container = await _container(request)
+    principal = recently_authenticated(container.sessions, authorization)
+    if principal is not None:
+        return principal
+    return await run_in_threadpool(authenticate, container.sessions, authorization)
 
 
-def get_tasks(request: Request) -> TaskService:
-    return get_container(request).tasks
+async def get_tasks(request: Request) -> TaskService:
+    return (await _container(request)).tasks
+
+
+async def _container(request: Request) -> Container:
+    """`get_container` for async dependencies: no thread hop once the container is built."""
+    container: Container | None = getattr(request.app.state, "container", None)
+    if container is None:
+        container = await run_in_threadpool(get_container, request)
+    return container
 
 
 ClockDep = Annotated[Clock, Depends(get_clock)]
