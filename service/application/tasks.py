@@ -88,6 +88,12 @@ def _compiled(schedule_json: str, created_at: datetime) -> CompiledSchedule:
 
 
 @functools.lru_cache(maxsize=4096)
+def _next_fires(schedule_json: str, now: datetime) -> tuple[datetime, ...]:
+    """A schedule compiled at `now` fires first at or after `now` here: a batch shares it."""
+    return tuple(_compiled(schedule_json, now).next_fire_times(now - _TICK, 1))
+
+
+@functools.lru_cache(maxsize=4096)
 def _fire_texts(
     schedule_json: str, created_at: datetime, now: datetime, count: int
 ) -> tuple[str, ...]:
@@ -269,13 +275,16 @@ class TaskService:
             schedule = body.get("schedule")
             if not isinstance(schedule, Mapping):
                 raise InvalidSchedule("schedule", "is required: an object with a kind")
-            compiled = _compiled(json.dumps(schedule, sort_keys=True, default=str), now)
-            if not compiled.next_fire_times(now - _TICK, 1):
+            schedule_json = json.dumps(schedule, sort_keys=True, default=str)
+            compiled = _compiled(schedule_json, now)
+            upcoming = _next_fires(schedule_json, now)
+            if not upcoming:
                 raise InvalidSchedule(
                     "schedule", "never fires after now; " + "; ".join(compiled.warnings)
                 )
             out["schedule"] = dict(schedule)
             out["compiled"] = compiled
+            out["next_fire_at"] = upcoming[0]
         if "target" in body or not partial:
             target = body.get("target")
             if not isinstance(target, Mapping):
@@ -315,8 +324,7 @@ class TaskService:
             task.start_at = compiled.start
             task.end_at = compiled.end
             task.flexible_window_minutes = compiled.flexible_window_minutes
-            upcoming = compiled.next_fire_times(now - _TICK, 1)
-            task.next_fire_at = upcoming[0] if upcoming else None
+            task.next_fire_at = fields["next_fire_at"]
 
     # --- read --------------------------------------------------------------------------------
 
