@@ -11,7 +11,7 @@ class AdaptiveLimiter:
     """Paces calls to the scheduler near its quota without knowing it.
 
     Calls are spaced at 1/rate (at most `max_in_flight` at once). The rate starts low and
-    grows x1.5 per 50 ms until the first throttle. On a throttle (counted once per 100 ms)
+    doubles every 50 ms until the first throttle. On a throttle (counted once per 100 ms)
     the quota is estimated from what got through in the last half second (but never below 90%
     of the current rate: a window where our own process stalled, or the ramp-up, says little
     about the quota, and a rate above the quota loses nothing but a retry while one below it
@@ -73,7 +73,7 @@ class AdaptiveLimiter:
                 return
             self._adjusted = now
             if self.ceiling is None:
-                self.rate = min(self.rate * 1.5, 1e6)
+                self.rate = min(self.rate * 2.0, 1e6)
             else:
                 self.rate *= 1 + self._step
                 self._step = min(0.05, self._step * 2)
