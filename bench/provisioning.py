@@ -80,7 +80,7 @@ def measure_create_latency(workdir: Path, requests: int) -> dict[str, float]:
         return {"id": result.inserted_primary_key[0] if result.inserted_primary_key else None}
 
     bare = TestClient(bare_app)
-    for i in range(20):  # warm both paths
+    for i in range(100):  # warm both paths (caches, pools, the WAL)
         ours.post("/v1/tasks", json=task_body(i), headers=headers)
         bare.post("/rows", json=task_body(i))
     ours_times: list[float] = []
@@ -147,7 +147,7 @@ def measure_batch(workdir: Path, tasks: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON line")
-    parser.add_argument("--requests", type=int, default=300, help="timed creates per side")
+    parser.add_argument("--requests", type=int, default=500, help="timed creates per side")
     parser.add_argument("--tasks", type=int, default=10_000, help="tasks through the batch path")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
