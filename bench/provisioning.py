@@ -80,6 +80,7 @@ def measure_create_latency(workdir: Path, requests: int) -> dict[str, float]:
         return {"id": result.inserted_primary_key[0] if result.inserted_primary_key else None}
 
     bare = TestClient(bare_app)
+    bare.__enter__()  # like `ours`: one event loop for the run, not one started per request
     for i in range(100):  # warm both paths (caches, pools, the WAL)
         ours.post("/v1/tasks", json=task_body(i), headers=headers)
         bare.post("/rows", json=task_body(i))
@@ -94,6 +95,7 @@ def measure_create_latency(workdir: Path, requests: int) -> dict[str, float]:
         assert bare.post("/rows", json=body).status_code == 201
         bare_times.append(time.perf_counter() - start)
     ours.__exit__(None, None, None)
+    bare.__exit__(None, None, None)
     return {
         "create_latency_ratio": statistics.median(ours_times) / statistics.median(bare_times),
         "create_median_ms": statistics.median(ours_times) * 1000,
