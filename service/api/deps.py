@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
-from service.application.auth import Principal, authenticate
+from service.application.auth import Principal, authenticate, recently_authenticated
 from service.application.history import HistoryService
 from service.application.tasks import TaskService
 from service.application.tenancy import TenancyService
@@ -43,19 +44,32 @@ def get_container(request: Request) -> Container:
     return container
 
 
-def get_principal(
+async def get_principal(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
     """Who is calling, from `Authorization: Bearer <api key | JWT>`; 401 otherwise; 429 when
-    the caller's tenant is over its request rate."""
-    container = get_container(request)
-    principal = authenticate(container.sessions, authorization, jwt=container.jwt)
+    the caller's tenant is over its request rate. A key verified in the last second is answered
+    here; a lookup runs in the thread pool."""
+    container = await _container(request)
+    principal = recently_authenticated(container.sessions, authorization)
+    if principal is None:
+        principal = await run_in_threadpool(
+            authenticate, container.sessions, authorization, jwt=container.jwt
+        )
     container.rate_limiter.check(principal.tenant_id)
     return principal
 
 
-def get_tasks(request: Request) -> TaskService:
-    return get_container(request).tasks
+async def get_tasks(request: Request) -> TaskService:
+    return (await _container(request)).tasks
+
+
+async def _container(request: Request) -> Container:
+    """`get_container` for async dependencies: no thread hop once the container is built."""
+    container: Container | None = getattr(request.app.state, "container", None)
+    if container is None:
+        container = await run_in_threadpool(get_container, request)
+    return container
 
 
 def get_history(request: Request) -> HistoryService:

@@ -18,13 +18,21 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from service.adapters.db.models import IdempotencyRecord, Task
+from service.adapters.db.session import insert_rows
 from service.application.pacing import AdaptiveLimiter
-from service.application.tasks import TaskService, definition_for, hash_body, task_view
+from service.application.tasks import (
+    MARK_PROVISIONED,
+    TaskService,
+    definition_for,
+    hash_body,
+    task_view,
+)
 from service.domain import tasks as rules
 from service.domain.errors import Conflict, InvalidRequest, TimebridgeError, UpstreamThrottled
 
 MAX_BATCH = 1000
 CHUNK = 100
+FIRST_CHUNK = 8
 
 
 @dataclass
@@ -55,11 +63,14 @@ def create_many(
     items = [_Item(i) for i in range(len(bodies))]
     workers = min(limiter.maximum, len(items))
     # Rows are written chunk by chunk, and each chunk's schedules start while the next chunk
-    # is validated, so the scheduler's quota is never left idle waiting for our own work.
+    # is validated, so the scheduler's quota is never left idle waiting for our own work. Chunks
+    # start small and double, so the first schedules start after a few items' work, not 100's.
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures: list[Future[None]] = []
-        for begin in range(0, len(items), CHUNK):
-            chunk = items[begin : begin + CHUNK]
+        begin, size = 0, FIRST_CHUNK
+        while begin < len(items):
+            chunk = items[begin : begin + size]
+            begin, size = begin + size, min(CHUNK, 2 * size)
             for item in chunk:
                 _prepare(service, tenant_id, item, bodies[item.index], now)
             _write_rows(service, tenant_id, chunk, now)
@@ -110,6 +121,8 @@ def _write_rows(service: TaskService, tenant_id: str, items: list[_Item], now: d
                 if existing is not None:
                     item.status, item.view = 200, task_view(existing, now=now)
         seen: set[str] = set()
+        new_records: list[IdempotencyRecord] = []
+        rows: list[Task] = []
         for item in items:
             if item.status != 0 or item.task is None:
                 continue
@@ -119,7 +132,7 @@ def _write_rows(service: TaskService, tenant_id: str, items: list[_Item], now: d
                     item.error = InvalidRequest("idempotency_key", "appears twice in this batch")
                     continue
                 seen.add(item.key)
-                session.add(
+                new_records.append(
                     IdempotencyRecord(
                         id=str(uuid.uuid4()),
                         tenant_id=tenant_id,
@@ -129,7 +142,10 @@ def _write_rows(service: TaskService, tenant_id: str, items: list[_Item], now: d
                         created_at=now,
                     )
                 )
-            session.add(item.task)
+            rows.append(item.task)
+        # One multi-row INSERT per table for the chunk.
+        insert_rows(session, new_records)
+        insert_rows(session, rows)
         session.commit()
 
 
@@ -167,14 +183,21 @@ def _finish_rows(service: TaskService, items: list[_Item]) -> None:
             session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.task_id.in_(failed)))
             session.execute(delete(Task).where(Task.id.in_(failed)))
         if made:
-            for row in session.scalars(select(Task).where(Task.id.in_(list(made)))):
-                item = made[row.id]
-                assert item.task is not None
-                row.status = rules.SCHEDULED if row.enabled else rules.PAUSED
-                row.schedule_arn = item.task.schedule_arn
-                row.updated_at = now
-                item.view = task_view(row, now=now)
+            # One executemany of create's last step: only rows still `provisioning` change status.
+            updates = []
+            for item in made.values():
+                task = item.task
+                assert task is not None
+                task.status = rules.SCHEDULED if task.enabled else rules.PAUSED
+                task.updated_at = now
+                updates.append(
+                    {"task_id": task.id, "arn": task.schedule_arn, "now": now, "live": task.status}
+                )
+            session.connection().execute(MARK_PROVISIONED, updates)
         session.commit()
+    for item in made.values():
+        assert item.task is not None
+        item.view = task_view(item.task, now=now)
 
 
 def _result(item: _Item) -> dict[str, Any]:

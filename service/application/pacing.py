@@ -11,11 +11,12 @@ class AdaptiveLimiter:
     """Paces calls to the scheduler near its quota without knowing it.
 
     Calls are spaced at 1/rate (at most `max_in_flight` at once). The rate starts low and
-    grows x1.5 per 100 ms until the first throttle. On a throttle (counted once per 100 ms)
-    the quota is estimated from what got through in the last half second (but never below 70%
-    of the current rate, so one unlucky window cannot collapse it), and the rate drops to 97% of
-    that; it then probes upward with steps that double while nothing is
-    throttled (0.5%, 1%, 2% ... up to 5% per 100 ms)."""
+    doubles every 50 ms until the first throttle. On a throttle (counted once per 100 ms)
+    the quota is estimated from what got through in the last half second (but never below 90%
+    of the current rate: a window where our own process stalled, or the ramp-up, says little
+    about the quota, and a rate above the quota loses nothing but a retry while one below it
+    loses quota), and the rate drops to 97% of that; it then probes upward with steps that
+    double while nothing is throttled (0.5%, 1%, 2% ... up to 5% per 100 ms)."""
 
     def __init__(
         self, initial_rate: float = 200.0, minimum_rate: float = 1.0, max_in_flight: int = 64
@@ -61,18 +62,18 @@ class AdaptiveLimiter:
                 self.throttles += 1
                 if now - self._cut > 0.1:  # one cut per burst of throttles
                     got_through = 2.0 * len(self._successes)  # per second, last 0.5 s
-                    estimate = min(self.rate, max(got_through, 0.7 * self.rate))
+                    estimate = min(self.rate, max(got_through, 0.9 * self.rate))
                     self.ceiling = max(self.minimum_rate, estimate)
                     self.rate = max(self.minimum_rate, estimate * 0.97)
                     self._cut = self._adjusted = now
                     self._step = 0.005
                 return
             self._successes.append(now)
-            if now - self._adjusted < 0.1:
+            if now - self._adjusted < (0.1 if self.ceiling is not None else 0.05):
                 return
             self._adjusted = now
             if self.ceiling is None:
-                self.rate = min(self.rate * 1.5, 1e6)
+                self.rate = min(self.rate * 2.0, 1e6)
             else:
                 self.rate *= 1 + self._step
                 self._step = min(0.05, self._step * 2)

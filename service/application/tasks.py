@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import Execution, IdempotencyRecord, Task
+from service.adapters.db.session import insert_rows
 from service.application.pacing import AdaptiveLimiter
 from service.application.paging import is_uuid, newest_first
 from service.domain import tasks as rules
@@ -46,6 +47,18 @@ from service.domain.schedules import CompiledSchedule, compile_schedule
 _TICK = timedelta(microseconds=1)
 CAP_RECOUNT = 10.0  # seconds between counts of a tenant's active tasks
 TASK_FIELDS = {"name", "schedule", "target", "retry", "callback", "metadata"}
+
+# Provisioning's last step, built once (it runs for every create): the schedule's ARN, and
+# `live` as status only if the row is still `provisioning` (the reconciler may have been first).
+MARK_PROVISIONED = (
+    update(Task)
+    .where(Task.id == bindparam("task_id"))
+    .values(
+        schedule_arn=bindparam("arn"),
+        updated_at=bindparam("now"),
+        status=case((Task.status == rules.PROVISIONING, bindparam("live")), else_=Task.status),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -79,15 +92,28 @@ def _compiled(schedule_json: str, created_at: datetime) -> CompiledSchedule:
     return compile_schedule(json.loads(schedule_json), now=created_at)
 
 
+@functools.lru_cache(maxsize=4096)
+def _next_fires(schedule_json: str, now: datetime) -> tuple[datetime, ...]:
+    """A schedule compiled at `now` fires first at or after `now` here: a batch shares it."""
+    return tuple(_compiled(schedule_json, now).next_fire_times(now - _TICK, 1))
+
+
+@functools.lru_cache(maxsize=4096)
+def _fire_texts(
+    schedule_json: str, created_at: datetime, now: datetime, count: int
+) -> tuple[str, ...]:
+    """The next fires at or after `now`: a batch's views of one schedule share one answer."""
+    compiled = _compiled(schedule_json, created_at)
+    return tuple(f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in compiled.next_fire_times(now - _TICK, count))
+
+
 def task_view(task: Task, *, now: datetime, count: int = 5) -> dict[str, Any]:
     """The task as the API returns it: secrets redacted, next fires computed."""
     fires: list[str] = []
     if task.status in (rules.SCHEDULED, rules.PROVISIONING) and task.enabled:
         try:
-            compiled = _compiled(json.dumps(task.schedule, sort_keys=True), task.created_at)
-            fires = [
-                f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in compiled.next_fire_times(now - _TICK, count)
-            ]
+            schedule_json = json.dumps(task.schedule, sort_keys=True)
+            fires = list(_fire_texts(schedule_json, task.created_at, now, count))
         except InvalidSchedule:  # pragma: no cover - stored schedules compiled once already
             fires = []
     return {
@@ -146,8 +172,9 @@ class TaskService:
                 earlier = self._replay(session, tenant_id, idempotency_key, request_hash, now)
                 if earlier is not None:
                     return earlier, False
-                session.add(
-                    IdempotencyRecord(
+            try:
+                if idempotency_key is not None:
+                    record = IdempotencyRecord(
                         id=str(uuid.uuid4()),
                         tenant_id=tenant_id,
                         key=idempotency_key,
@@ -155,9 +182,8 @@ class TaskService:
                         task_id=task.id,
                         created_at=now,
                     )
-                )
-            session.add(task)
-            try:
+                    insert_rows(session, [record])
+                insert_rows(session, [task])
                 session.commit()
             except IntegrityError:
                 session.rollback()
@@ -178,15 +204,8 @@ class TaskService:
         with self.sessions() as session:
             # One statement; the reconciler may have finished the row first, so only a row still
             # `provisioning` changes status.
-            session.execute(
-                update(Task)
-                .where(Task.id == task.id)
-                .values(
-                    schedule_arn=arn,
-                    updated_at=now,
-                    status=case((Task.status == rules.PROVISIONING, live), else_=Task.status),
-                )
-                .execution_options(synchronize_session=False)  # no objects loaded to refresh
+            session.connection().execute(
+                MARK_PROVISIONED, {"task_id": task.id, "arn": arn, "now": now, "live": live}
             )
             session.commit()
         task.status, task.schedule_arn, task.updated_at = live, arn, now
@@ -293,13 +312,16 @@ class TaskService:
             schedule = body.get("schedule")
             if not isinstance(schedule, Mapping):
                 raise InvalidSchedule("schedule", "is required: an object with a kind")
-            compiled = _compiled(json.dumps(schedule, sort_keys=True, default=str), now)
-            if not compiled.next_fire_times(now - _TICK, 1):
+            schedule_json = json.dumps(schedule, sort_keys=True, default=str)
+            compiled = _compiled(schedule_json, now)
+            upcoming = _next_fires(schedule_json, now)
+            if not upcoming:
                 raise InvalidSchedule(
                     "schedule", "never fires after now; " + "; ".join(compiled.warnings)
                 )
             out["schedule"] = dict(schedule)
             out["compiled"] = compiled
+            out["next_fire_at"] = upcoming[0]
         if "target" in body or not partial:
             target = body.get("target")
             if not isinstance(target, Mapping):
@@ -339,8 +361,7 @@ class TaskService:
             task.start_at = compiled.start
             task.end_at = compiled.end
             task.flexible_window_minutes = compiled.flexible_window_minutes
-            upcoming = compiled.next_fire_times(now - _TICK, 1)
-            task.next_fire_at = upcoming[0] if upcoming else None
+            task.next_fire_at = fields["next_fire_at"]
 
     # --- read --------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import ApiKey, AuditEvent, Tenant
-from service.application.auth import ROLES, Principal, hash_key, new_key
+from service.application.auth import ROLES, Principal, forget_verified, hash_key, new_key
 from service.application.paging import is_uuid, newest_first
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
@@ -127,6 +127,7 @@ class TenancyService:
             self._manageable(session, principal, row.tenant_id, missing=f"key {key_id}")
             if row.revoked_at is None:
                 row.revoked_at = self.clock()
+                forget_verified(self.sessions)
                 session.flush()
                 self._record(
                     session, principal, "key.revoke", "key", row.id, {}, tenant_id=row.tenant_id

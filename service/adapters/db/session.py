@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import Insert, Table, create_engine, event, inspect
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Mapper, Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The local engine's workers each hold a session while the local backend opens another (two
@@ -72,6 +72,43 @@ def fetch_database_url(secret_arn: str, *, client: Any = None) -> str:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def insert_rows(session: Session, rows: Sequence[Any]) -> None:
+    """INSERT new rows of one mapped class, in the session's transaction, one statement per
+    set of filled-in columns (one for rows built alike).
+
+    For rows that are only written (never changed through the session) this skips the unit of
+    work, which costs more than the INSERT itself on a hot path. The rows stay transient: do not
+    add them to a session afterwards. Unset attributes get their column's default, as in a flush.
+    """
+    if not rows:
+        return
+    statement, columns = _insert_columns(type(rows[0]))
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        state = row.__dict__
+        values = {column: state[attr] for attr, column in columns if attr in state}
+        groups.setdefault(tuple(values), []).append(values)
+    connection = session.connection()
+    for values_list in groups.values():
+        connection.execute(statement, values_list)
+
+
+_Inserts = tuple[Insert, tuple[tuple[str, str], ...]]
+_inserts: dict[type[Any], _Inserts] = {}
+
+
+def _insert_columns(cls: type[Any]) -> _Inserts:
+    """The INSERT of a mapped class's table and its (attribute, column) names."""
+    found = _inserts.get(cls)
+    if found is None:
+        mapper: Mapper[Any] = inspect(cls)
+        table = mapper.local_table
+        assert isinstance(table, Table)
+        columns = tuple((attr.key, attr.columns[0].key) for attr in mapper.column_attrs)
+        found = _inserts[cls] = (table.insert(), columns)
+    return found
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

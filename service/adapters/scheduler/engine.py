@@ -235,7 +235,10 @@ class LocalEngine:
             try:
                 self.claim_due()
                 self.dispatch_due()
-                wait = self._seconds_to_next()
+                # Every worker busy: what is due waits for one to be released (which wakes
+                # this loop), instead of spinning on the database meanwhile.
+                busy = self._in_flight >= self.workers
+                wait = self.max_wait if busy else self._seconds_to_next()
             except Exception:
                 logger.exception("engine pass failed; trying again shortly")
                 wait = self.max_wait

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import LocalSchedule
+from service.adapters.db.session import insert_rows
 from service.domain.errors import Conflict, NotFound
 from service.domain.provisioning import ScheduleDefinition, ScheduleInfo, ScheduleSummary
 from service.domain.schedules import AtExpression, parse_aws_expression
@@ -65,8 +66,8 @@ class LocalSchedulerBackend:
         _copy_into(row, definition)
         row.next_fire_at = first_fire(definition, now)
         with self._sessions() as session:
-            session.add(row)
             try:
+                insert_rows(session, [row])
                 session.commit()
             except IntegrityError as exc:
                 session.rollback()

@@ -315,6 +315,9 @@ def _nearest_weekday(year: int, month: int, day: int) -> tuple[int, ...]:
     return (day,)
 
 
+# Parsed expressions are immutable and their patterns memoize each month's days, so every task
+# with the same expression shares one: compiling and checking it again costs a lookup.
+@functools.lru_cache(maxsize=1024)
 def _parse_cron(text: str) -> CronExpression:
     match = _CRON.fullmatch(text)
     if match is None:

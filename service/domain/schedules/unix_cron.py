@@ -12,6 +12,7 @@ rather than being silently changed.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ class UnixCron:
         return text if len(text) <= MAX_EXPRESSION_LENGTH else None
 
 
+@functools.lru_cache(maxsize=1024)  # immutable results: tasks with one expression share one
 def parse_unix_cron(text: str, field: str = "expression") -> UnixCron:
     """Parse a 5-field unix cron expression or an @preset; InvalidSchedule names the field."""
     source = text.strip()
