@@ -74,6 +74,7 @@ class TimebridgeStack(Stack):
             "TIMEBRIDGE_PROXY_LAMBDA_ARN": self.proxy.function.function_arn,
             "TIMEBRIDGE_SCHEDULER_ROLE_ARN": self.scheduler.role.role_arn,
             "TIMEBRIDGE_KMS_KEY_ARN": key.key_arn,
+            "TIMEBRIDGE_STAGE": config.stage,
             **database,
             **signing,
             **allow_lists,

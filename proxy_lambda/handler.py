@@ -45,6 +45,7 @@ from proxy_lambda.guard import (
 )
 from proxy_lambda.settings import ProxyConfigurationError, ProxySettings
 from proxy_lambda.signing import make_callback_token, webhook_signature
+from proxy_lambda.template import render, render_text
 from proxy_lambda.transport import (
     DeliveryError,
     OutgoingRequest,
@@ -166,6 +167,13 @@ def handle(
         outcome["error"] = str(exc)
         logger.warning("malformed event: %s", exc)
         return outcome
+    if isinstance(event, dict) and "template" in event:
+        try:
+            invocation = _rendered(event, invocation, settings)
+        except MalformedEvent as exc:
+            outcome = _outcome(invocation, started)
+            _fail(outcome, TRIGGER_FAILED, "malformed_event", str(exc), None)
+            return outcome
     outcome = _outcome(invocation, started)
     identity = _identity_headers(invocation, settings, int(started))
     _deliver(invocation, identity, int(started), outcome, settings, send, resolve)
@@ -337,13 +345,65 @@ def _identity_headers(
         "Timebridge-Attempt": str(invocation.attempt),
     }
     if invocation.callback_enabled:
-        if not settings.signing_keys:
-            raise ProxyConfigurationError(
-                "a callback-enabled task needs TIMEBRIDGE_SIGNING_SECRET to make its token"
-            )
-        token = make_callback_token(key, settings.signing_keys)
-        headers["Timebridge-Callback-Url"] = f"{settings.public_url}/v1/callbacks/{token}"
+        headers["Timebridge-Callback-Url"] = _callback_url(invocation, settings)
     return headers
+
+
+def _callback_url(invocation: Invocation, settings: ProxySettings) -> str:
+    if not settings.signing_keys:
+        raise ProxyConfigurationError(
+            "a callback-enabled task needs TIMEBRIDGE_SIGNING_SECRET to make its token"
+        )
+    token = make_callback_token(invocation.occurrence_key, settings.signing_keys)
+    return f"{settings.public_url}/v1/callbacks/{token}"
+
+
+def _rendered(
+    document: dict[str, Any], invocation: Invocation, settings: ProxySettings
+) -> Invocation:
+    """The invocation with the target's placeholders filled in (see proxy_lambda.template)."""
+    template = document.get("template")
+    if not isinstance(template, dict):
+        raise MalformedEvent("template must be an object")
+    name = template.get("task_name")
+    context = {
+        "task.id": invocation.task_id,
+        "task.name": name if isinstance(name, str) else "",
+        "scheduled_time": invocation.scheduled_time,
+        "scheduled_time_local": _local_time(invocation.scheduled_time, template.get("timezone")),
+        "attempt": invocation.attempt,
+        "occurrence_key": invocation.occurrence_key,
+        "callback_url": (
+            _callback_url(invocation, settings) if invocation.callback_enabled else None
+        ),
+    }
+    target = dict(_mapping(document.get("target"), "target"))
+    try:
+        target["body"] = render(target.get("body"), context)
+        for field in ("query", "headers"):
+            values = target.get(field)
+            if isinstance(values, dict):
+                target[field] = {
+                    key: render_text(value, context) if isinstance(value, str) else value
+                    for key, value in values.items()
+                }
+    except KeyError as exc:
+        raise MalformedEvent(f"unknown placeholder {{{{{exc.args[0]}}}}}") from None
+    return parse_invocation({**document, "target": target})
+
+
+def _local_time(utc_text: str, zone_name: Any) -> str:
+    """The scheduled time in the task's zone with its offset (UTC if the zone is unknown here:
+    the proxy carries no time-zone database of its own)."""
+    moment = datetime.fromisoformat(utc_text.replace("Z", "+00:00"))
+    if isinstance(zone_name, str) and zone_name not in ("", "UTC"):
+        try:
+            from zoneinfo import ZoneInfo
+
+            return moment.astimezone(ZoneInfo(zone_name)).isoformat()
+        except (ValueError, OSError, KeyError):
+            pass
+    return utc_text
 
 
 def _record_response(outcome: Outcome, response: TargetResponse, began: float, hop: int) -> None:

@@ -3,6 +3,7 @@ The API, the CLI and the Lambda handlers all build their objects here, once."""
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +171,10 @@ def assemble(
             from service.adapters.alerts import SnsAlertSink
 
             alerts = SnsAlertSink(settings.alert_topic_arn)
+        if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+            from service.adapters.alerts import EmfAlertSink
+
+            alerts = EmfAlertSink(alerts, settings.stage)
     metrics = Metrics()
     recorder = Recorder(
         sessions,

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TIMEBRIDGE_", frozen=True)
 
     database_url: str = "sqlite:///./.timebridge/timebridge.db"
+    stage: str = Field(default="local", max_length=64)  # names the deployment in metrics
     # On AWS: a Secrets Manager secret in RDS's shape; when set it names the database instead.
     database_secret_arn: str | None = None
     backend: Literal["local", "eventbridge"] = "local"

@@ -28,3 +28,39 @@ class SnsAlertSink:
             Subject=subject,
             Message=json.dumps(dict(alert), default=str, sort_keys=True),
         )
+
+
+class EmfAlertSink:
+    """On Lambda: each late or missed run also becomes a CloudWatch embedded-metric line
+    (namespace Timebridge, metric LateExecutions, dimension Stage) that the stack's lateness
+    alarm watches; then the alert goes on to `inner`."""
+
+    KINDS = frozenset({"late", "missed"})
+
+    def __init__(self, inner: Any, stage: str, *, clock: Any = None) -> None:
+        import time
+
+        self.inner = inner
+        self.stage = stage
+        self.clock = clock or time.time
+
+    def publish(self, alert: Mapping[str, Any]) -> None:
+        if alert.get("kind") in self.KINDS:
+            print(json.dumps(self.metric_line()), flush=True)
+        self.inner.publish(alert)
+
+    def metric_line(self) -> dict[str, Any]:
+        return {
+            "_aws": {
+                "Timestamp": int(self.clock() * 1000),
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": "Timebridge",
+                        "Dimensions": [["Stage"]],
+                        "Metrics": [{"Name": "LateExecutions", "Unit": "Count"}],
+                    }
+                ],
+            },
+            "Stage": self.stage,
+            "LateExecutions": 1,
+        }

@@ -206,6 +206,8 @@ class HistoryService:
                 callback=task.callback,
                 attempt=attempt,
                 scheduled_time=scheduled_text,
+                task_name=task.name,
+                timezone=task.timezone,
             )
         )
         document["context"] = {

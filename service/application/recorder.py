@@ -638,6 +638,8 @@ class Recorder:
                 callback=task.callback,
                 attempt=attempt,
                 scheduled_time=states.format_scheduled_time(execution.scheduled_time),
+                task_name=task.name,
+                timezone=task.timezone,
             ),
             enabled=True,
             flexible_window_minutes=None,

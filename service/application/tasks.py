@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.adapters.db.models import Execution, IdempotencyRecord, Task
+from service.adapters.db.models import AuditEvent, Execution, IdempotencyRecord, Task
 from service.adapters.db.session import insert_rows
 from service.application.pacing import AdaptiveLimiter
 from service.application.paging import is_uuid, newest_first
@@ -75,7 +75,12 @@ def definition_for(task: Task) -> ScheduleDefinition:
         expression=task.aws_expression,
         expression_timezone=task.expression_timezone,
         input=rules.schedule_input(
-            task_id=task.id, tenant_id=task.tenant_id, target=task.target, callback=task.callback
+            task_id=task.id,
+            tenant_id=task.tenant_id,
+            target=task.target,
+            callback=task.callback,
+            task_name=task.name,
+            timezone=task.timezone,
         ),
         enabled=task.enabled,
         start=task.start_at if task.mode == "native" else None,
@@ -159,10 +164,16 @@ class TaskService:
     # --- create ------------------------------------------------------------------------------
 
     def create(
-        self, tenant_id: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
+        self,
+        tenant_id: str,
+        body: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        actor: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Create a task and its schedule. Returns (task view, created) where created is False
-        when an earlier request with the same Idempotency-Key made it."""
+        when an earlier request with the same Idempotency-Key made it. With `actor`, the audit
+        event is written in the same transaction as the row (and removed with it on failure)."""
         now = self.clock()
         task = self.prepare_task(tenant_id, body, now)
         self.check_capacity(tenant_id)
@@ -184,6 +195,18 @@ class TaskService:
                     )
                     insert_rows(session, [record])
                 insert_rows(session, [task])
+                if actor is not None:
+                    event = AuditEvent(
+                        id=str(uuid.uuid4()),
+                        tenant_id=tenant_id,
+                        actor=actor,
+                        action="task.create",
+                        target_kind="task",
+                        target_id=task.id,
+                        details={"name": task.name},
+                        created_at=now,
+                    )
+                    insert_rows(session, [event])
                 session.commit()
             except IntegrityError:
                 session.rollback()
@@ -228,6 +251,7 @@ class TaskService:
     def _forget(self, task_id: str) -> None:
         with self.sessions() as session:
             session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.task_id == task_id))
+            session.execute(delete(AuditEvent).where(AuditEvent.target_id == task_id))
             session.execute(delete(Task).where(Task.id == task_id))
             session.commit()
 
@@ -289,8 +313,14 @@ class TaskService:
             updated_at=now,
         )
         self._apply(task, fields, now)
+        rules.check_placeholders(task.target, task.callback)
         rules.schedule_input(
-            task_id=task.id, tenant_id=tenant_id, target=task.target, callback=task.callback
+            task_id=task.id,
+            tenant_id=tenant_id,
+            target=task.target,
+            callback=task.callback,
+            task_name=task.name,
+            timezone=task.timezone,
         )
         return task
 
@@ -407,6 +437,7 @@ class TaskService:
             if "target" in fields:
                 fields["target"] = rules.keep_redacted_secrets(fields["target"], task.target)
             self._apply(task, fields, now)
+            rules.check_placeholders(task.target, task.callback)
             return self._push_and_commit(session, task, now)
 
     def pause(self, tenant_id: str, task_id: str) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from proxy_lambda.template import NAMES as TEMPLATE_NAMES
+from proxy_lambda.template import has_placeholders, placeholders_in
 from service.domain.errors import InvalidRequest
 
 PROVISIONING = "provisioning"
@@ -138,6 +140,22 @@ def normalize_callback(callback: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"enabled": values["enabled"], "timeout_seconds": timeout}
 
 
+def check_placeholders(target: Mapping[str, Any], callback: Mapping[str, Any]) -> None:
+    """Refuse placeholders the proxy cannot fill: unknown names, or the callback URL of a task
+    whose callbacks are off. InvalidRequest names the field."""
+    for field in ("body", "query", "headers"):
+        used = placeholders_in(target.get(field))
+        unknown = sorted(used - TEMPLATE_NAMES)
+        if unknown:
+            raise InvalidRequest(
+                f"target.{field}",
+                f"unknown placeholder {{{{{unknown[0]}}}}}; known: "
+                + ", ".join(sorted(TEMPLATE_NAMES)),
+            )
+        if "callback_url" in used and not callback.get("enabled"):
+            raise InvalidRequest(f"target.{field}", "{{callback_url}} needs callback.enabled: true")
+
+
 def secret_header_names(target: Mapping[str, Any]) -> frozenset[str]:
     """Lower-case names of the target's secret headers: the usual credentials and any the task
     marks in `secret_headers`. Their values are encrypted at rest and never shown."""
@@ -174,8 +192,13 @@ def schedule_input(
     callback: Mapping[str, Any],
     attempt: int = 1,
     scheduled_time: str | None = None,
+    task_name: str | None = None,
+    timezone: str | None = None,
 ) -> str:
     """The JSON a schedule hands to the proxy; InvalidRequest when over AWS's 256 KB.
+
+    A target with placeholders also carries what the proxy needs to fill them that it cannot
+    know otherwise (the task's name and time zone); other Inputs stay as they were.
 
     `scheduled_time` pins the occurrence for retries and manual runs: a retry's own schedule
     fires later than the occurrence it repeats, so its Input carries the original time as text
@@ -193,6 +216,8 @@ def schedule_input(
         "callback": dict(callback),
         "context": context,
     }
+    if has_placeholders(target):
+        document["template"] = {"task_name": task_name, "timezone": timezone}
     text = json.dumps(document, separators=(",", ":"), sort_keys=True)
     if len(text.encode()) > MAX_INPUT_BYTES:
         raise InvalidRequest(

@@ -237,3 +237,18 @@ def test_ready_is_503_when_the_database_does_not_answer(tmp_path: Any) -> None:
     response = TestClient(app).get("/ready")
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "database": "unreachable"}
+
+
+def test_unknown_placeholders_are_refused_and_nothing_is_stored(
+    client: TestClient, db_sessions: sessionmaker[Session], backend: FaultyBackend
+) -> None:
+    body = task_body()
+    body["target"]["body"] = {"when": "{{scheduled_time}}", "who": "{{task.owner}}"}
+    error = envelope(client.post("/v1/tasks", json=body), 422, "VALIDATION_ERROR")
+    assert error["details"][0]["field"] == "target.body"
+    assert "task.owner" in error["details"][0]["reason"]
+    assert stored(db_sessions) == 0 and backend.calls == 0
+    body["target"]["body"] = {"reply_to": "{{callback_url}}"}
+    envelope(client.post("/v1/tasks", json=body), 422, "VALIDATION_ERROR")
+    body["callback"] = {"enabled": True}
+    assert client.post("/v1/tasks", json=body).status_code == 201

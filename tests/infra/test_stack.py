@@ -249,6 +249,7 @@ def test_service_functions_get_the_eventbridge_settings(template: Template) -> N
         assert env["TIMEBRIDGE_BACKEND"] == "eventbridge"
         assert env["TIMEBRIDGE_EMBEDDED_ENGINE"] == "false"
         assert env["TIMEBRIDGE_SCHEDULE_GROUP"] == "timebridge-dev"
+        assert env["TIMEBRIDGE_STAGE"] == "dev"  # the lateness alarm's dimension
         assert env["TIMEBRIDGE_PROXY_LAMBDA_ARN"] == {"Fn::GetAtt": [proxy_id, "Arn"]}
         assert "InvokeProxyRole" in env["TIMEBRIDGE_SCHEDULER_ROLE_ARN"]["Fn::GetAtt"][0]
         assert "KeysKey" in env["TIMEBRIDGE_KMS_KEY_ARN"]["Fn::GetAtt"][0]

@@ -28,3 +28,25 @@ def test_lines_are_json_with_the_request_id_and_no_bearer_token() -> None:
 def test_mask_leaves_other_text_alone() -> None:
     assert mask("authorization: bearer x.y.z; next") == "authorization: bearer ***; next"
     assert mask("no credentials here") == "no credentials here"
+
+
+def test_late_and_missed_alerts_become_the_metric_the_lateness_alarm_watches(
+    capsys: object,
+) -> None:
+    from service.adapters.alerts import EmfAlertSink
+
+    seen: list[dict[str, object]] = []
+
+    class Inner:
+        def publish(self, alert: dict[str, object]) -> None:
+            seen.append(alert)
+
+    sink = EmfAlertSink(Inner(), "prod", clock=lambda: 1_800_000_000.0)
+    sink.publish({"kind": "late", "message": "x"})
+    sink.publish({"kind": "final_failure", "message": "y"})
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]  # type: ignore[attr-defined]
+    assert printed == [sink.metric_line()]
+    assert printed[0]["Stage"] == "prod" and printed[0]["LateExecutions"] == 1
+    metric = printed[0]["_aws"]["CloudWatchMetrics"][0]
+    assert (metric["Namespace"], metric["Metrics"][0]["Name"]) == ("Timebridge", "LateExecutions")
+    assert [a["kind"] for a in seen] == ["late", "final_failure"]

@@ -129,7 +129,6 @@ def create_task(
     body: Annotated[TaskIn, Body()],
     principal: PrincipalDep,
     tasks: TasksDep,
-    tenancy: TenancyDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> dict[str, Any]:
@@ -137,12 +136,13 @@ def create_task(
     the task made the first time (200); with another body, 409."""
     principal.require("editor")
     task, created = tasks.create(
-        principal.tenant_id, body.model_dump(exclude_none=True), idempotency_key=idempotency_key
+        principal.tenant_id,
+        body.model_dump(exclude_none=True),
+        idempotency_key=idempotency_key,
+        actor=principal.actor,
     )
     if not created:
         response.status_code = 200
-    else:
-        tenancy.record(principal, "task.create", "task", task["id"], {"name": task["name"]})
     return task
 
 
