@@ -403,14 +403,7 @@ def test_cancel_removes_pending_retry_schedules(
 
 
 @pytest.fixture
-def moto_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[SchedulerBackend]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+def moto_backend(aws_env: None) -> Iterator[SchedulerBackend]:
     from moto import mock_aws
 
     from service.adapters.scheduler.eventbridge import make_scheduler_client

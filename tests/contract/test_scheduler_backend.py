@@ -19,18 +19,6 @@ PROXY_ARN = "arn:aws:lambda:us-east-1:123456789012:function:timebridge-proxy"
 ROLE_ARN = "arn:aws:iam::123456789012:role/timebridge-scheduler"
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-
-
 @pytest.fixture(params=["eventbridge", "local"])
 def backend(
     request: pytest.FixtureRequest, aws_env: None, db_sessions: sessionmaker[Session]
