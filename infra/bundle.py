@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PLATFORM = "manylinux2014_x86_64"
 PYTHON_VERSION = "3.11"
 # Packages the service lists for a laptop that a Lambda function never imports.
-NOT_ON_LAMBDA = frozenset({"uvicorn", "typer"})
+# Needed by the local server and the CLI only (httpx is the CLI's client for the API).
+NOT_ON_LAMBDA = frozenset({"uvicorn", "typer", "httpx"})
 PROXY_REQUIREMENT_NAMES = ("urllib3",)
 _SKIP_PARTS = frozenset({"__pycache__"})
 

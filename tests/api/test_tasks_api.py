@@ -3,7 +3,6 @@ that bad input or a failing backend leaves nothing behind."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,14 +11,10 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import Task
-from service.adapters.scheduler.local import LocalSchedulerBackend
-from service.application.auth import install_key
-from service.container import assemble
 from service.domain.errors import UpstreamThrottled
 from service.main import create_app
 from service.settings import Settings
-from tests.application.fakes import FaultyBackend, FrozenClock
-from tests.support.invokers import RecordingInvoker
+from tests.application.fakes import FaultyBackend
 
 ADMIN_KEY = "tb_admin-key-for-tests"
 VIEWER_KEY = "tb_viewer-key-for-tests"
@@ -37,27 +32,6 @@ def task_body(**changes: Any) -> dict[str, Any]:
         },
         **changes,
     }
-
-
-@pytest.fixture
-def backend(db_sessions: sessionmaker[Session]) -> FaultyBackend:
-    return FaultyBackend(LocalSchedulerBackend(db_sessions, clock=FrozenClock()))
-
-
-@pytest.fixture
-def client(db_sessions: sessionmaker[Session], backend: FaultyBackend) -> Iterator[TestClient]:
-    clock = FrozenClock()
-    settings = Settings(database_url="sqlite://", embedded_engine=False)
-    app = create_app(settings, clock=clock)
-    app.state.container = assemble(
-        settings, db_sessions, backend, clock=clock, invoker=RecordingInvoker()
-    )
-    install_key(db_sessions, ADMIN_KEY, system_admin=True)
-    install_key(db_sessions, VIEWER_KEY, role="viewer")
-    install_key(db_sessions, OTHER_KEY, tenant_name="other-team")
-    test_client = TestClient(app, raise_server_exceptions=False)
-    test_client.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
-    yield test_client
 
 
 def envelope(response: Any, status: int, code: str) -> dict[str, Any]:
