@@ -60,6 +60,7 @@ class Recorder(Construct):
         code: Path,
         environment: Mapping[str, str],
         queues: OutcomeQueues,
+        schedule_dead_letters: sqs.IQueue,
         key: kms.IKey,
         placement: Placement | None,
     ) -> None:
@@ -83,6 +84,15 @@ class Recorder(Construct):
                 max_batching_window=Duration.seconds(1),
                 report_batch_item_failures=True,
                 max_concurrency=5,  # bounds the database connections the recorder opens
+            )
+        )
+        # What the scheduler could not deliver becomes history too (trigger_failed).
+        self.function.add_event_source(
+            sources.SqsEventSource(
+                schedule_dead_letters,
+                batch_size=10,
+                report_batch_item_failures=True,
+                max_concurrency=2,
             )
         )
         self.sweeper = python_function(

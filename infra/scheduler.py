@@ -4,11 +4,12 @@ schedules and pass that role, and nothing wider."""
 
 from __future__ import annotations
 
-from aws_cdk import Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 SCHEDULER_SERVICE = "scheduler.amazonaws.com"
@@ -48,6 +49,19 @@ class Scheduler(Construct):
         )
         proxy.grant_invoke(self.role)
         key.grant_decrypt(self.role)  # schedule Input is encrypted with the deployment key
+        # Invocations the scheduler gives up on (after its retries) land here, Input as body;
+        # the recorder reads them back as trigger_failed executions.
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            # The recorder reads this queue too: six of its timeouts, as for the outcomes queue.
+            visibility_timeout=Duration.minutes(6),
+        )
+        self.dead_letters.grant_send_messages(self.role)
 
     def grant_manage(self, function: lambda_.IFunction) -> None:
         """Create, read, update and delete this group's schedules, passing only our role."""

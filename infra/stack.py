@@ -75,6 +75,7 @@ class TimebridgeStack(Stack):
             "TIMEBRIDGE_SCHEDULER_ROLE_ARN": self.scheduler.role.role_arn,
             "TIMEBRIDGE_KMS_KEY_ARN": key.key_arn,
             "TIMEBRIDGE_STAGE": config.stage,
+            "TIMEBRIDGE_SCHEDULE_DLQ_ARN": self.scheduler.dead_letters.queue_arn,
             **database,
             **signing,
             **allow_lists,
@@ -97,6 +98,7 @@ class TimebridgeStack(Stack):
             code=bundles.api,
             environment=service_environment,
             queues=queues,
+            schedule_dead_letters=self.scheduler.dead_letters,
             key=key,
             placement=placement,
         )

@@ -111,6 +111,7 @@ def build_backend(settings: Settings, sessions: sessionmaker[Session]) -> Schedu
         target_arn=settings.proxy_lambda_arn,
         role_arn=settings.scheduler_role_arn,
         kms_key_arn=settings.kms_key_arn,
+        dead_letter_arn=settings.schedule_dlq_arn,
     )
 
 

@@ -1,6 +1,7 @@
 """Recorder Lambda entry points.
 
 - `handler(event, context)`: an SQS batch whose bodies are Lambda destination records of the proxy
+  (or dead-letter messages of the schedules: invocations EventBridge Scheduler gave up on)
   (requestPayload = the schedule's Input, responsePayload = the proxy's outcome record; on the
   failure destination, the proxy's error). Each record goes through the same use case the local
   engine calls in-process (service.application.recorder.Recorder). The answer lists the records
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from service.application.recorder import (
@@ -71,6 +73,30 @@ def outcome_from_destination(body: Any) -> Outcome:
     return outcome_from_failed_invocation(body.get("requestPayload") or {}, error, now=utc_now())
 
 
+def outcome_from_dead_letter(record: Mapping[str, Any]) -> Outcome | None:
+    """A message from the schedules' dead-letter queue: EventBridge Scheduler could not invoke
+    the proxy (after its own retries). As AWS documents it, the body is the Input it meant to
+    send (context attributes filled in) and message attributes ERROR_CODE and ERROR_MESSAGE say
+    why. None when the record is not such a message."""
+    attributes = record.get("messageAttributes")
+    if not isinstance(attributes, Mapping) or "ERROR_CODE" not in attributes:
+        return None
+
+    def text(name: str) -> str:
+        value = attributes.get(name)
+        return str(value.get("stringValue", "")) if isinstance(value, Mapping) else ""
+
+    try:
+        body = json.loads(record.get("body") or "")
+    except ValueError:
+        raise MalformedRecord("a dead-letter message whose body is not JSON") from None
+    error = f"EventBridge Scheduler could not invoke the proxy: {text('ERROR_CODE')}"
+    if text("ERROR_MESSAGE"):
+        error += f": {text('ERROR_MESSAGE')}"
+    outcome = outcome_from_failed_invocation(body, error, now=utc_now())
+    return replace(outcome, error_kind="scheduler_dead_letter")
+
+
 def process_batch(event: Any, container: Container) -> dict[str, Any]:
     failures: list[dict[str, str]] = []
     records = event.get("Records") if isinstance(event, Mapping) else None
@@ -81,7 +107,9 @@ def process_batch(event: Any, container: Container) -> dict[str, Any]:
         try:
             if not isinstance(record, Mapping):
                 raise MalformedRecord("an SQS record is not an object")
-            outcome = outcome_from_destination(record.get("body"))
+            outcome = outcome_from_dead_letter(record) or outcome_from_destination(
+                record.get("body")
+            )
             container.recorder.record_outcome(outcome)
         except MalformedRecord as exc:
             logger.error("record %s refused: %s", message_id, exc)

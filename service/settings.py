@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     proxy_lambda_arn: str | None = None
     scheduler_role_arn: str | None = None
     kms_key_arn: str | None = None
+    schedule_dlq_arn: str | None = None  # SQS queue for invocations the scheduler gave up on
     bootstrap_api_key: SecretStr | None = None
     signing_secret: SecretStr | None = None
     allowed_target_hosts: Annotated[tuple[str, ...], NoDecode] = ()

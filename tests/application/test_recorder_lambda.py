@@ -99,3 +99,42 @@ def test_the_sweep_entry_point_reports_its_work(container: Container) -> None:
         "reconcile_repairs": 0,
         "reconcile_errors": 0,
     }
+
+
+def test_a_schedule_dead_letter_becomes_a_trigger_failure_and_is_retried(
+    container: Container,
+    service: TaskService,
+    tenant: str,
+    db_sessions: sessionmaker[Session],
+    clock: Any,
+) -> None:
+    task, _ = service.create(
+        tenant,
+        {
+            "name": "unreachable-proxy",
+            "schedule": {"kind": "once", "at": "2026-11-23T06:00:00Z"},
+            "target": {"url": "https://svc.internal/x"},
+            "retry": {"max_attempts": 2},
+        },
+    )
+    # Shaped as EventBridge Scheduler sends a dead-letter event: the Input it meant to deliver
+    # as the body, the reason in message attributes.
+    message = {
+        "messageId": "dlq-1",
+        "body": json.dumps({**request_payload(task["id"]), "tenant_id": tenant}),
+        "messageAttributes": {
+            "ERROR_CODE": {"stringValue": "AWS.Scheduler.Throttled", "dataType": "String"},
+            "ERROR_MESSAGE": {"stringValue": "Rate exceeded", "dataType": "String"},
+            "RETRY_ATTEMPTS": {"stringValue": "185", "dataType": "Number"},
+        },
+    }
+    assert process_batch({"Records": [message]}, container) == {"batchItemFailures": []}
+    with db_sessions() as session:
+        (row,) = session.scalars(select(Execution)).all()
+    assert (row.status, row.error_kind) == ("trigger_failed", "scheduler_dead_letter")
+    assert row.error is not None and "AWS.Scheduler.Throttled: Rate exceeded" in row.error
+    assert row.retry_at is not None  # a trigger failure is retried like any other failure
+    broken = {**message, "messageId": "dlq-2", "body": "not json"}
+    assert process_batch({"Records": [broken]}, container) == {
+        "batchItemFailures": [{"itemIdentifier": "dlq-2"}]
+    }

@@ -141,3 +141,23 @@ def test_local_backend_retry_with_the_same_token_is_idempotent(
     local = LocalSchedulerBackend(db_sessions, group=GROUP)
     first = local.create(definition(), client_token="token-1")
     assert local.create(definition(), client_token="token-1") == first
+
+
+def test_the_eventbridge_adapter_sets_the_dead_letter_queue(aws_env: None) -> None:
+    from moto import mock_aws
+
+    from service.adapters.scheduler.eventbridge import make_scheduler_client
+
+    dlq = "arn:aws:sqs:us-east-1:123456789012:timebridge-schedule-dlq"
+    with mock_aws():
+        client = make_scheduler_client()
+        client.create_schedule_group(Name=GROUP)
+        backend = EventBridgeSchedulerBackend(
+            group=GROUP, target_arn=PROXY_ARN, role_arn=ROLE_ARN, dead_letter_arn=dlq, client=client
+        )
+        backend.create(definition(), client_token="t")
+        raw = client.get_schedule(Name=definition().name, GroupName=GROUP)
+        assert raw["Target"]["DeadLetterConfig"] == {"Arn": dlq}
+        backend.update(definition(expression="rate(5 minutes)"))
+        raw = client.get_schedule(Name=definition().name, GroupName=GROUP)
+        assert raw["Target"]["DeadLetterConfig"] == {"Arn": dlq}

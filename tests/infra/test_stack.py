@@ -89,7 +89,13 @@ def test_scheduler_role_is_assumed_by_scheduler_and_invokes_only_the_proxy(
     actions = {
         action for statement in statements(template, role) for action in actions_of(statement)
     }
-    assert actions == {"lambda:InvokeFunction", "kms:Decrypt"}
+    sqs_actions = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+    kms_actions = {"kms:Decrypt", "kms:Encrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*"}
+    assert actions == {"lambda:InvokeFunction"} | sqs_actions | kms_actions
+    # It may send only to the schedules' dead-letter queue.
+    for action in sqs_actions:
+        targets = grants(template, role, action)
+        assert targets and all("SchedulerDeadLetters" in str(target) for target in targets)
 
 
 def test_service_functions_manage_only_their_group_and_pass_only_the_scheduler_role(
@@ -155,7 +161,7 @@ def test_proxy_makes_no_retries_and_sends_every_outcome_to_the_queue(template: T
 
 def test_outcomes_queue_has_an_encrypted_dead_letter_queue(template: Template) -> None:
     queues = resources(template, "AWS::SQS::Queue")
-    assert len(queues) == 2
+    assert len(queues) == 3  # outcomes, their dead letters, and the schedules' dead letters
     ((main_id, main),) = [(k, q) for k, q in queues.items() if "RedrivePolicy" in q["Properties"]]
     redrive = main["Properties"]["RedrivePolicy"]
     dead_letter_id = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
@@ -170,10 +176,17 @@ def test_outcomes_queue_has_an_encrypted_dead_letter_queue(template: Template) -
 
 def test_recorder_reads_the_queue_with_partial_batch_responses(template: Template) -> None:
     recorder_id, _ = function_by_handler(template, RECORDER_HANDLER)
-    _, mapping = only(resources(template, "AWS::Lambda::EventSourceMapping"))
-    properties = mapping["Properties"]
-    assert properties["FunctionName"] == {"Ref": recorder_id}
-    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    mappings = resources(template, "AWS::Lambda::EventSourceMapping")
+    sources = set()
+    for mapping in mappings.values():
+        properties = mapping["Properties"]
+        assert properties["FunctionName"] == {"Ref": recorder_id}
+        assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        sources.add(properties["EventSourceArn"]["Fn::GetAtt"][0])
+    # The outcomes queue, and the dead letters of the schedules themselves.
+    assert len(sources) == 2 and any("SchedulerDeadLetters" in s for s in sources)
+    dlq = environment(template, RECORDER_HANDLER)["TIMEBRIDGE_SCHEDULE_DLQ_ARN"]
+    assert "SchedulerDeadLetters" in str(dlq)
 
 
 def test_a_timer_runs_the_sweeper_every_minute_without_retries(template: Template) -> None:

@@ -77,12 +77,16 @@ class EventBridgeSchedulerBackend:
         target_arn: str,
         role_arn: str,
         kms_key_arn: str | None = None,
+        dead_letter_arn: str | None = None,
         client: Any = None,
     ) -> None:
         self._group = group
         self._target_arn = target_arn
         self._role_arn = role_arn
         self._kms_key_arn = kms_key_arn
+        # Invocations EventBridge Scheduler could not make (after its own retries) land here;
+        # the recorder reads them back as trigger_failed executions.
+        self._dead_letter_arn = dead_letter_arn
         self._client = client if client is not None else make_scheduler_client()
 
     def _request(self, definition: ScheduleDefinition) -> dict[str, Any]:
@@ -101,6 +105,11 @@ class EventBridgeSchedulerBackend:
                 "RoleArn": self._role_arn,
                 "Input": definition.input,
                 "RetryPolicy": dict(DEFAULT_RETRY_POLICY),
+                **(
+                    {"DeadLetterConfig": {"Arn": self._dead_letter_arn}}
+                    if self._dead_letter_arn
+                    else {}
+                ),
             },
             "State": "ENABLED" if definition.enabled else "DISABLED",
             "ActionAfterCompletion": "DELETE" if definition.delete_after_completion else "NONE",
