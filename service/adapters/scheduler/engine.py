@@ -301,17 +301,23 @@ class LocalEngine:
     def _take(
         self, session: Session, row: LocalSchedule, now: datetime
     ) -> tuple[str, datetime, datetime, int, bool] | None:
-        """Move one schedule past `now`, writing an outbox row per occurrence to fire."""
-        assert row.next_fire_at is not None
+        """Move one schedule past `now`, writing an outbox row per occurrence to fire.
+
+        The move is a compare-and-set on the fire time this engine read: if another engine
+        moved the schedule first (possible on SQLite, where reads take no row lock), this one
+        fires nothing, so no occurrence is taken twice."""
+        read = row.next_fire_at
+        assert read is not None
         horizon = now - self.grace
-        instant: datetime | None = row.next_fire_at
+        instant: datetime | None = read
+        taken: list[datetime] = []
         missed_first: datetime | None = None
         missed_last: datetime | None = None
         missed_count = 0
         steps = 0
         while instant is not None and instant <= now:
             if instant >= horizon:
-                self._enqueue(session, row, instant, now)
+                taken.append(instant)
             else:
                 missed_first = missed_first or instant
                 missed_last = instant
@@ -323,10 +329,18 @@ class LocalEngine:
                 missed_count = -1  # not counted to the end
                 continue
             instant = following_fire(row, instant)
-        row.last_fired_at = now
-        row.next_fire_at = instant
+        mine = (LocalSchedule.name == row.name) & (LocalSchedule.next_fire_at == read)
         if instant is None and row.delete_after_completion:
-            session.delete(row)
+            statement: Any = delete(LocalSchedule).where(mine)
+        else:
+            statement = (
+                update(LocalSchedule).where(mine).values(next_fire_at=instant, last_fired_at=now)
+            )
+        moved = session.execute(statement.execution_options(synchronize_session=False))
+        if getattr(moved, "rowcount", 0) != 1:
+            return None  # another engine took these occurrences
+        for occurrence in taken:
+            self._enqueue(session, row, occurrence, now)
         self.stats.missed += max(missed_count, 0)
         owner = task_id_for(row.name)
         if missed_first is None or missed_last is None or owner is None:
