@@ -14,7 +14,6 @@ from pathlib import Path
 from fastapi import FastAPI
 from mangum import Mangum
 
-from service.adapters.scheduler.engine import EngineLocked
 from service.api.errors import install_error_handling
 from service.api.routers import executions, health, schedules, tasks, tenants
 from service.application.auth import install_key, new_key
@@ -73,6 +72,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         if key is not None:
             print(f"Timebridge development API key: {key}  (saved in {key_file})", flush=True)
         if container.local_engine is not None and settings.embedded_engine:
+            from service.adapters.scheduler.engine import EngineLocked  # local runs only
+
             try:
                 container.local_engine.start()
             except EngineLocked as exc:
