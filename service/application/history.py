@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select
@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import Alert, Execution, Task
-from service.application.paging import check_limit, is_uuid, newest_first
+from service.application.paging import check_limit, is_uuid, newest_first, stamp
 from service.application.recorder import MANUAL, new_execution
 from service.domain import executions as states
 from service.domain import tasks as rules
@@ -37,10 +37,6 @@ class Invoker(Protocol):
 class Page:
     items: list[dict[str, Any]]
     next_cursor: str | None
-
-
-def _stamp(moment: datetime | None) -> str | None:
-    return None if moment is None else f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
 
 
 def execution_view(execution: Execution) -> dict[str, Any]:
@@ -67,12 +63,12 @@ def execution_view(execution: Execution) -> dict[str, Any]:
             "truncated": execution.response_body_truncated,
         },
         "output": execution.output,
-        "started_at": _stamp(execution.started_at),
-        "finished_at": _stamp(execution.finished_at),
-        "callback_deadline": _stamp(execution.callback_deadline),
-        "next_attempt_at": _stamp(execution.retry_at),
-        "created_at": _stamp(execution.created_at),
-        "updated_at": _stamp(execution.updated_at),
+        "started_at": stamp(execution.started_at),
+        "finished_at": stamp(execution.finished_at),
+        "callback_deadline": stamp(execution.callback_deadline),
+        "next_attempt_at": stamp(execution.retry_at),
+        "created_at": stamp(execution.created_at),
+        "updated_at": stamp(execution.updated_at),
     }
 
 
@@ -84,7 +80,7 @@ def alert_view(alert: Alert) -> dict[str, Any]:
         "execution_id": alert.execution_id,
         "message": alert.message,
         "details": alert.details,
-        "created_at": _stamp(alert.created_at),
+        "created_at": stamp(alert.created_at),
     }
 
 

@@ -20,6 +20,11 @@ def is_uuid(value: str) -> bool:
         return False
 
 
+def stamp(moment: datetime | None) -> str | None:
+    """A stored time as the API shows it: UTC to the microsecond, with a Z."""
+    return None if moment is None else f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
+
+
 def encode_cursor(created: datetime, row_id: str) -> str:
     return f"{created.astimezone(UTC):%Y%m%dT%H%M%S%f}_{row_id}"
 

@@ -188,6 +188,19 @@ def new_execution(
     )
 
 
+def callback_deadline(task: Task, now: datetime) -> datetime:
+    """When an execution of a callback-enabled task times out without a terminal report."""
+    return now + timedelta(seconds=int(task.callback.get("timeout_seconds") or 3600))
+
+
+def _store_alert(session: Session, alert: Alert) -> bool:
+    """Add the alert unless one with its dedupe key is stored already; True when added."""
+    if session.scalar(select(Alert.id).where(Alert.dedupe_key == alert.dedupe_key)):
+        return False
+    session.add(alert)
+    return True
+
+
 class Recorder:
     def __init__(
         self,
@@ -279,8 +292,13 @@ class Recorder:
         execution = self._locked_execution(session, task, outcome.scheduled_time, outcome.attempt)
         if execution is None:
             current: str | None = None
-            execution = new_execution(task, outcome.scheduled_time, outcome.attempt, now)
-            execution.trigger = RETRY if outcome.attempt > 1 else SCHEDULE
+            execution = new_execution(
+                task,
+                outcome.scheduled_time,
+                outcome.attempt,
+                now,
+                trigger=RETRY if outcome.attempt > 1 else SCHEDULE,
+            )
             session.add(execution)
         elif execution.outcome_recorded:
             return execution.id, execution.followups_pending  # a duplicate: nothing changes
@@ -292,8 +310,7 @@ class Recorder:
         if execution.status in states.TERMINAL:
             execution.finished_at = execution.finished_at or now
         elif callbacks and execution.callback_deadline is None:
-            timeout = int(task.callback.get("timeout_seconds") or 3600)
-            execution.callback_deadline = now + timedelta(seconds=timeout)
+            execution.callback_deadline = callback_deadline(task, now)
         self._decide(
             session,
             task,
@@ -392,9 +409,8 @@ class Recorder:
                 dedupe_key=f"missed:{task.id}:{states.format_scheduled_time(first)}"[:255],
                 created_at=now,
             )
-            if session.scalar(select(Alert.id).where(Alert.dedupe_key == alert.dedupe_key)):
+            if not _store_alert(session, alert):
                 return
-            session.add(alert)
             session.commit()
         self._publish(
             [
@@ -435,10 +451,10 @@ class Recorder:
                 raise NotFound("unknown callback token")
             execution = self._locked_execution(session, task, scheduled, attempt)
             if execution is None:  # the report beat the outcome record
-                execution = new_execution(task, scheduled, attempt, now)
-                execution.trigger = RETRY if attempt > 1 else SCHEDULE
-                timeout = int(task.callback.get("timeout_seconds") or 3600)
-                execution.callback_deadline = now + timedelta(seconds=timeout)
+                execution = new_execution(
+                    task, scheduled, attempt, now, trigger=RETRY if attempt > 1 else SCHEDULE
+                )
+                execution.callback_deadline = callback_deadline(task, now)
                 session.add(execution)
                 current: str | None = None
             else:
@@ -738,9 +754,7 @@ class Recorder:
             dedupe_key=f"{kind}:{key}"[:255],
             created_at=now,
         )
-        exists = session.scalar(select(Alert.id).where(Alert.dedupe_key == alert.dedupe_key))
-        if exists is None:
-            session.add(alert)
+        _store_alert(session, alert)
         return {"kind": kind, "message": message, "tenant_id": task.tenant_id, **details}
 
     def _publish(self, alerts: list[dict[str, Any]]) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -22,13 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import ApiKey, AuditEvent, Tenant
 from service.application.auth import ROLES, Principal, forget_verified, hash_key, new_key
-from service.application.paging import is_uuid, newest_first
+from service.application.paging import is_uuid, newest_first, stamp
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
-
-
-def _stamp(moment: datetime | None) -> str | None:
-    return None if moment is None else f"{moment:%Y-%m-%dT%H:%M:%S.%fZ}"
 
 
 def key_view(row: ApiKey) -> dict[str, Any]:
@@ -37,13 +32,13 @@ def key_view(row: ApiKey) -> dict[str, Any]:
         "tenant_id": row.tenant_id,
         "role": row.role,
         "system_admin": row.system_admin,
-        "created_at": _stamp(row.created_at),
-        "revoked_at": _stamp(row.revoked_at),
+        "created_at": stamp(row.created_at),
+        "revoked_at": stamp(row.revoked_at),
     }
 
 
 def tenant_view(row: Tenant) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "created_at": _stamp(row.created_at)}
+    return {"id": row.id, "name": row.name, "created_at": stamp(row.created_at)}
 
 
 class TenancyService:
@@ -192,7 +187,7 @@ class TenancyService:
                 "target_kind": row.target_kind,
                 "target_id": row.target_id,
                 "details": row.details,
-                "created_at": _stamp(row.created_at),
+                "created_at": stamp(row.created_at),
             }
             for row in rows
         ]

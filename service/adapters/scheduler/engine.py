@@ -20,7 +20,6 @@ another one refuses to start.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
@@ -29,7 +28,6 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -566,12 +564,3 @@ def sqlite_lock_path(database_url: str) -> Path | None:
     if not database or database == ":memory:":
         return None
     return Path(database + ".engine-lock")
-
-
-@contextlib.contextmanager
-def running(engine: LocalEngine) -> Iterator[LocalEngine]:
-    engine.start()
-    try:
-        yield engine
-    finally:
-        engine.stop()
