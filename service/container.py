@@ -29,6 +29,7 @@ from service.application.tenancy import TenancyService
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import TimebridgeError
 from service.domain.provisioning import SchedulerBackend
+from service.domain.targets import TargetPolicy
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -221,7 +222,15 @@ def assemble(
         sessions=sessions,
         backend=backend,
         tasks=TaskService(
-            sessions, backend, clock=clock, max_active_tasks=settings.max_active_tasks
+            sessions,
+            backend,
+            clock=clock,
+            max_active_tasks=settings.max_active_tasks,
+            target_policy=TargetPolicy(
+                region=settings.aws_region,
+                allow_cross_region=settings.allow_cross_region_targets,
+                allowed_arns=settings.allowed_target_arns,
+            ),
         ),
         reconciler=Reconciler(sessions, backend, clock=clock),
         recorder=recorder,

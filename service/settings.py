@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -57,6 +57,19 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     rate_limit_per_minute: int = Field(default=1200, ge=1)  # per tenant, per process
     max_active_tasks: int = Field(default=100_000, ge=1)  # per tenant
+    # Direct targets (issue "Targets beyond HTTP"): ARN patterns (`*` wildcards) the scheduler
+    # role may reach, empty = any (the default locally; infra passes the granted list); and
+    # whether a target may sit outside the deployment's region (AWS_REGION).
+    allowed_target_arns: Annotated[tuple[str, ...], NoDecode] = ()
+    allow_cross_region_targets: bool = False
+    aws_region: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+
+    @field_validator("allowed_target_arns", mode="before")
+    @classmethod
+    def _target_arns(cls, value: object) -> object:
+        return _split_list(value)
 
     @field_validator("allowed_target_hosts", mode="before")
     @classmethod

@@ -5,6 +5,9 @@
 - `LocalDelivery`: the proxy handler called in-process and its outcome handed straight to the
   recorder; the embedded engine and `ThreadInvoker` both use it.
 - `ThreadInvoker` (local): `LocalDelivery` on a small worker pool, so the API answers at once.
+- `AwsTargetDelivery` (local): direct targets (lambda, sqs, sns, eventbridge) delivered through
+  boto3 to whatever the AWS configuration points at (`AWS_ENDPOINT_URL`: moto server in tests),
+  as EventBridge Scheduler would deliver them; `LocalDelivery.call` picks it by target type.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from proxy_lambda.handler import handle
 from proxy_lambda.settings import ProxySettings
 from proxy_lambda.signing import parse_signing_secrets
 from proxy_lambda.transport import Sender
+from service.adapters.direct import AwsTargetDelivery, is_direct_event
 from service.application.recorder import MalformedRecord, Recorder, outcome_from_record
 from service.domain.errors import UpstreamThrottled, UpstreamUnavailable
 from service.settings import Settings
@@ -45,13 +49,21 @@ class LocalDelivery:
         proxy_settings: ProxySettings,
         *,
         send: Sender | None = None,
+        direct: AwsTargetDelivery | None = None,
     ) -> None:
         self.recorder = recorder
         self.proxy_settings = proxy_settings
         self.send = send
+        self.direct = direct  # made on first use: boto3 is imported only for direct targets
 
     def call(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Only the proxy's part: call the target, return the outcome record."""
+        """Only the delivery: call the target, return the outcome record (the proxy's format).
+        The target's type picks the deliverer: direct targets go through boto3, http through
+        the proxy handler."""
+        if is_direct_event(event):
+            if self.direct is None:
+                self.direct = AwsTargetDelivery()
+            return self.direct.call(event)
         return handle(event, settings=self.proxy_settings, send=self.send)
 
     def deliver(self, event: dict[str, Any]) -> dict[str, Any]:

@@ -37,12 +37,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.adapters.db.models import Alert, Execution, Task
 from service.application.tasks import _compiled, definition_for
 from service.domain import executions as states
+from service.domain import targets
 from service.domain import tasks as rules
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import Conflict, InvalidRequest, NotFound
 from service.domain.provisioning import (
     ScheduleDefinition,
     SchedulerBackend,
+    ScheduleTarget,
     client_token_for,
     retry_schedule_name,
 )
@@ -643,20 +645,33 @@ class Recorder:
         assert execution.retry_at is not None
         attempt = execution.attempt + 1
         name = retry_schedule_name(task.id, execution.scheduled_time, attempt)
-        definition = ScheduleDefinition(
-            name=name,
-            expression=at_expression(execution.retry_at),
-            expression_timezone="UTC",
-            input=rules.schedule_input(
+        scheduled_text = states.format_scheduled_time(execution.scheduled_time)
+        direct: ScheduleTarget | None = None
+        if targets.is_direct(task.target):
+            direct, input_text = targets.direct_schedule(
+                task.target,
+                task_id=task.id,
+                task_name=task.name,
+                scheduled_time=scheduled_text,
+                attempt=attempt,
+            )
+        else:
+            input_text = rules.schedule_input(
                 task_id=task.id,
                 tenant_id=task.tenant_id,
                 target=task.target,
                 callback=task.callback,
                 attempt=attempt,
-                scheduled_time=states.format_scheduled_time(execution.scheduled_time),
+                scheduled_time=scheduled_text,
                 task_name=task.name,
                 timezone=task.timezone,
-            ),
+            )
+        definition = ScheduleDefinition(
+            name=name,
+            expression=at_expression(execution.retry_at),
+            expression_timezone="UTC",
+            input=input_text,
+            target=direct,
             enabled=True,
             flexible_window_minutes=None,
             delete_after_completion=True,

@@ -32,12 +32,14 @@ from service.adapters.db.models import AuditEvent, Execution, IdempotencyRecord,
 from service.adapters.db.session import insert_rows
 from service.application.pacing import AdaptiveLimiter
 from service.application.paging import is_uuid, newest_first
+from service.domain import targets
 from service.domain import tasks as rules
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import Conflict, InvalidRequest, InvalidSchedule, NotFound
 from service.domain.provisioning import (
     ScheduleDefinition,
     SchedulerBackend,
+    ScheduleTarget,
     client_token_for,
     retry_schedule_name,
     schedule_name_for,
@@ -70,18 +72,27 @@ class TaskPage:
 def definition_for(task: Task) -> ScheduleDefinition:
     """The schedule a task row wants, from the row alone (the reconciler compares with it)."""
     assert task.aws_expression is not None
-    return ScheduleDefinition(
-        name=task.schedule_name,
-        expression=task.aws_expression,
-        expression_timezone=task.expression_timezone,
-        input=rules.schedule_input(
+    direct: ScheduleTarget | None = None
+    if targets.is_direct(task.target):
+        # Delivered by the scheduler itself: the Input is the rendered payload.
+        direct, input_text = targets.direct_schedule(
+            task.target, task_id=task.id, task_name=task.name
+        )
+    else:
+        input_text = rules.schedule_input(
             task_id=task.id,
             tenant_id=task.tenant_id,
             target=task.target,
             callback=task.callback,
             task_name=task.name,
             timezone=task.timezone,
-        ),
+        )
+    return ScheduleDefinition(
+        name=task.schedule_name,
+        expression=task.aws_expression,
+        expression_timezone=task.expression_timezone,
+        input=input_text,
+        target=direct,
         enabled=task.enabled,
         start=task.start_at if task.mode == "native" else None,
         end=task.end_at if task.mode == "native" else None,
@@ -151,9 +162,12 @@ class TaskService:
         *,
         clock: Clock = utc_now,
         max_active_tasks: int | None = None,
+        target_policy: targets.TargetPolicy | None = None,
     ) -> None:
         self.sessions = sessions
         self.backend = backend
+        # Which AWS resources direct targets may name (region, the scheduler role's reach).
+        self.target_policy = target_policy or targets.TargetPolicy()
         self.clock = clock
         self.max_active_tasks = max_active_tasks
         self._active: dict[str, tuple[int, float]] = {}
@@ -314,6 +328,9 @@ class TaskService:
         )
         self._apply(task, fields, now)
         rules.check_placeholders(task.target, task.callback)
+        if targets.is_direct(task.target):
+            self._check_direct(task)
+            return task
         rules.schedule_input(
             task_id=task.id,
             tenant_id=tenant_id,
@@ -323,6 +340,12 @@ class TaskService:
             timezone=task.timezone,
         )
         return task
+
+    def _check_direct(self, task: Task) -> None:
+        """A direct target must be reachable by the deployment and its Input fit (rendered
+        with this task's id and name); InvalidRequest names the field."""
+        targets.check_reach(task.target, self.target_policy)
+        targets.direct_schedule(task.target, task_id=task.id, task_name=task.name)
 
     def _validated(
         self, body: Mapping[str, Any], now: datetime, *, partial: bool
@@ -438,6 +461,8 @@ class TaskService:
                 fields["target"] = rules.keep_redacted_secrets(fields["target"], task.target)
             self._apply(task, fields, now)
             rules.check_placeholders(task.target, task.callback)
+            if targets.is_direct(task.target):
+                self._check_direct(task)
             return self._push_and_commit(session, task, now)
 
     def pause(self, tenant_id: str, task_id: str) -> dict[str, Any]:

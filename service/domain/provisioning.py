@@ -45,8 +45,32 @@ def is_retry_schedule(schedule_name: str) -> bool:
     return task_id_for(schedule_name) is not None and len(schedule_name) > 35
 
 
+def retry_occurrence(schedule_name: str) -> tuple[datetime, int] | None:
+    """(occurrence time, attempt) a retry schedule's name was derived from, or None."""
+    if not is_retry_schedule(schedule_name):
+        return None
+    stamp, _, attempt = schedule_name[36:].rpartition("-")
+    try:
+        moment = datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return (moment, int(attempt)) if attempt.isdigit() else None
+
+
 def client_token_for(task_id: str, version: int) -> str:
     return f"{task_id.replace('-', '')}-{version}"
+
+
+@dataclass(frozen=True)
+class ScheduleTarget:
+    """A schedule's own target when it is not the deployment's proxy Lambda: an AWS resource
+    EventBridge Scheduler delivers to itself (a templated target, or a universal `aws-sdk` one),
+    with the parameters its templated target takes."""
+
+    arn: str
+    message_group_id: str | None = None  # SqsParameters, for FIFO queues
+    detail_type: str | None = None  # EventBridgeParameters
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +87,7 @@ class ScheduleDefinition:
     flexible_window_minutes: int | None = None
     delete_after_completion: bool = False
     description: str = ""
+    target: ScheduleTarget | None = None  # None: the deployment's proxy Lambda
 
 
 @dataclass(frozen=True)

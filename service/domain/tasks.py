@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from proxy_lambda.template import NAMES as TEMPLATE_NAMES
 from proxy_lambda.template import has_placeholders, placeholders_in
 from service.domain.errors import InvalidRequest
+from service.domain.targets import DIRECT_TYPES, normalize_direct_target
 
 PROVISIONING = "provisioning"
 SCHEDULED = "scheduled"
@@ -47,10 +48,14 @@ CONTEXT_ATTRIBUTES = {
 
 
 def normalize_target(target: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate an HTTP target and fill its defaults; InvalidRequest names the field."""
+    """Validate a target and fill its defaults; InvalidRequest names the field. `type` picks
+    the member of the union (service.domain.targets.DIRECT_TYPES besides `http`)."""
     kind = target.get("type", "http")
+    if isinstance(kind, str) and kind in DIRECT_TYPES:
+        return normalize_direct_target(target)
     if kind != "http":
-        raise InvalidRequest("target.type", f"{kind!r} is not supported yet; use 'http'")
+        known = ", ".join(["http", *DIRECT_TYPES])
+        raise InvalidRequest("target.type", f"{kind!r} is not a target type; known: {known}")
     url = target.get("url")
     if not isinstance(url, str) or not url:
         raise InvalidRequest("target.url", "is required")
@@ -165,6 +170,8 @@ def secret_header_names(target: Mapping[str, Any]) -> frozenset[str]:
 
 def redact_target(target: Mapping[str, Any]) -> dict[str, Any]:
     """The target as shown to people: secret header values replaced."""
+    if "headers" not in target:  # direct targets carry no headers
+        return dict(target)
     secret = secret_header_names(target)
     headers = {
         name: REDACTED if name.lower() in secret else value
@@ -176,6 +183,8 @@ def redact_target(target: Mapping[str, Any]) -> dict[str, Any]:
 def keep_redacted_secrets(new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
     """A target sent back as it was shown (secret values as "***") keeps the stored secrets:
     a client may round-trip GET -> PATCH without knowing them."""
+    if "headers" not in new:
+        return dict(new)
     old_headers = {name.lower(): value for name, value in (old.get("headers") or {}).items()}
     headers = {
         name: old_headers.get(name.lower(), value) if value == REDACTED else value

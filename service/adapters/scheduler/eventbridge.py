@@ -24,10 +24,13 @@ from service.domain.provisioning import (
     ScheduleDefinition,
     ScheduleInfo,
     ScheduleSummary,
+    ScheduleTarget,
 )
 
 # Delivery retries stay with EventBridge (the proxy's own retries are Timebridge's, see DESIGN).
 DEFAULT_RETRY_POLICY = {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 2}
+# Set from the task's target on every write, so an update never keeps stale ones.
+MANAGED_TARGET_PARAMETERS = frozenset({"SqsParameters", "EventBridgeParameters"})
 
 
 def make_scheduler_client(max_attempts: int = 10) -> Any:
@@ -41,6 +44,23 @@ def make_scheduler_client(max_attempts: int = 10) -> Any:
         read_timeout=20,
     )
     return boto3.client("scheduler", config=config)
+
+
+def _direct_target_fields(target: ScheduleTarget | None) -> dict[str, Any]:
+    """Target fields for a resource the scheduler delivers to itself (no proxy hop): its ARN,
+    and the templated target's parameters (SQS FIFO group, EventBridge detail type and source).
+    The role, Input, retry policy and dead-letter queue stay as for the proxy."""
+    if target is None:
+        return {}
+    fields: dict[str, Any] = {"Arn": target.arn}
+    if target.message_group_id is not None:
+        fields["SqsParameters"] = {"MessageGroupId": target.message_group_id}
+    if target.detail_type is not None or target.source is not None:
+        fields["EventBridgeParameters"] = {
+            "DetailType": target.detail_type,
+            "Source": target.source,
+        }
+    return fields
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -110,6 +130,7 @@ class EventBridgeSchedulerBackend:
                     if self._dead_letter_arn
                     else {}
                 ),
+                **_direct_target_fields(definition.target),
             },
             "State": "ENABLED" if definition.enabled else "DISABLED",
             "ActionAfterCompletion": "DELETE" if definition.delete_after_completion else "NONE",
@@ -147,8 +168,23 @@ class EventBridgeSchedulerBackend:
             ),
             delete_after_completion=raw.get("ActionAfterCompletion") == "DELETE",
             description=raw.get("Description") or "",
+            target=self._direct_target_of(target),
         )
         return ScheduleInfo(definition, str(raw.get("Arn") or self._arn(name)))
+
+    def _direct_target_of(self, target: dict[str, Any]) -> ScheduleTarget | None:
+        """The schedule's own target as the domain states it (None: the proxy Lambda)."""
+        arn = target.get("Arn")
+        if not arn or arn == self._target_arn:
+            return None
+        sqs = target.get("SqsParameters") or {}
+        events = target.get("EventBridgeParameters") or {}
+        return ScheduleTarget(
+            arn=str(arn),
+            message_group_id=sqs.get("MessageGroupId"),
+            detail_type=events.get("DetailType"),
+            source=events.get("Source"),
+        )
 
     def _call(self, name: str, operation: str, **request: Any) -> dict[str, Any]:
         """One Scheduler API call, its failures mapped to the project's errors."""
@@ -172,7 +208,9 @@ class EventBridgeSchedulerBackend:
             raise NotFound(f"schedule {definition.name} does not exist")
         request = self._request(definition)
         kept = {
-            k: v for k, v in (current.get("Target") or {}).items() if k not in request["Target"]
+            k: v
+            for k, v in (current.get("Target") or {}).items()
+            if k not in request["Target"] and k not in MANAGED_TARGET_PARAMETERS
         }
         request["Target"] = {**kept, **request["Target"]}
         if "RetryPolicy" in (current.get("Target") or {}):

@@ -3,6 +3,7 @@ and errors, so the rest of the service cannot tell it from AWS. The embedded eng
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
@@ -13,10 +14,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.adapters.db.models import LocalSchedule
 from service.adapters.db.session import insert_rows
 from service.domain.errors import Conflict, NotFound
-from service.domain.provisioning import ScheduleDefinition, ScheduleInfo, ScheduleSummary
+from service.domain.provisioning import (
+    ScheduleDefinition,
+    ScheduleInfo,
+    ScheduleSummary,
+    ScheduleTarget,
+)
 from service.domain.schedules import AtExpression, parse_aws_expression
 from service.domain.schedules._zones import load_zone, resolve_local
 from service.domain.schedules.evaluate import fire_times
+from service.domain.tasks import CONTEXT_ATTRIBUTES
 
 Clock = Callable[[], datetime]
 
@@ -119,10 +126,46 @@ class LocalSchedulerBackend:
             yield ScheduleSummary(name=name, arn=arn, enabled=enabled)
 
 
+# A schedule with its own target keeps it in the row's Input, wrapped: the engine's firing then
+# carries it, and the context attributes inside are filled like the rest (see invoke.py).
+DIRECT_MARK = '{"direct_target":'
+
+
+def wrap_direct(definition: ScheduleDefinition) -> str:
+    if definition.target is None:
+        return definition.input
+    document = {
+        "direct_target": {
+            "arn": definition.target.arn,
+            "message_group_id": definition.target.message_group_id,
+            "detail_type": definition.target.detail_type,
+            "source": definition.target.source,
+        },
+        "input": definition.input,
+        "schedule_arn": CONTEXT_ATTRIBUTES["schedule_arn"],
+        "scheduled_time": CONTEXT_ATTRIBUTES["scheduled_time"],
+        "attempt_number": CONTEXT_ATTRIBUTES["attempt_number"],
+    }
+    return json.dumps(document, separators=(",", ":"))
+
+
+def _unwrap_direct(stored: str) -> tuple[str, ScheduleTarget | None]:
+    if not stored.startswith(DIRECT_MARK):
+        return stored, None
+    document = json.loads(stored)
+    target = document["direct_target"]
+    return str(document["input"]), ScheduleTarget(
+        arn=target["arn"],
+        message_group_id=target.get("message_group_id"),
+        detail_type=target.get("detail_type"),
+        source=target.get("source"),
+    )
+
+
 def _copy_into(row: LocalSchedule, definition: ScheduleDefinition) -> None:
     row.expression = definition.expression
     row.expression_timezone = definition.expression_timezone
-    row.input = definition.input
+    row.input = wrap_direct(definition)
     row.enabled = definition.enabled
     row.start_at = definition.start
     row.end_at = definition.end
@@ -132,11 +175,13 @@ def _copy_into(row: LocalSchedule, definition: ScheduleDefinition) -> None:
 
 
 def _definition_of(row: LocalSchedule) -> ScheduleDefinition:
+    input_text, target = _unwrap_direct(row.input)
     return ScheduleDefinition(
         name=row.name,
         expression=row.expression,
         expression_timezone=row.expression_timezone,
-        input=row.input,
+        input=input_text,
+        target=target,
         enabled=row.enabled,
         start=row.start_at,
         end=row.end_at,
