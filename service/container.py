@@ -212,10 +212,10 @@ def assemble(
         if invoker is None:
             invoker = ThreadInvoker(delivery)
     elif invoker is None:
-        from service.adapters.invoke import LambdaInvoker
+        from service.adapters.invoke import DirectRunInvoker, LambdaInvoker
 
         assert settings.proxy_lambda_arn is not None
-        invoker = LambdaInvoker(settings.proxy_lambda_arn)
+        invoker = DirectRunInvoker(LambdaInvoker(settings.proxy_lambda_arn), recorder)
     return Container(
         settings=settings,
         engine=engine,

@@ -27,6 +27,8 @@ from service.application.recorder import (
 )
 from service.container import Container, build_container
 from service.domain.clock import utc_now
+from service.domain.executions import TRIGGER_FAILED, parse_utc
+from service.domain.provisioning import retry_occurrence, task_id_for
 from service.logs import configure_logging
 from service.settings import Settings
 
@@ -77,7 +79,9 @@ def outcome_from_dead_letter(record: Mapping[str, Any]) -> Outcome | None:
     """A message from the schedules' dead-letter queue: EventBridge Scheduler could not invoke
     the proxy (after its own retries). As AWS documents it, the body is the Input it meant to
     send (context attributes filled in) and message attributes ERROR_CODE and ERROR_MESSAGE say
-    why. None when the record is not such a message."""
+    why. For a direct target (SQS, SNS, Lambda, EventBridge) the body is the target's own
+    payload; the occurrence is read from the SCHEDULE_ARN and SCHEDULED_TIME attributes. None
+    when the record is not such a message."""
     attributes = record.get("messageAttributes")
     if not isinstance(attributes, Mapping) or "ERROR_CODE" not in attributes:
         return None
@@ -86,15 +90,45 @@ def outcome_from_dead_letter(record: Mapping[str, Any]) -> Outcome | None:
         value = attributes.get(name)
         return str(value.get("stringValue", "")) if isinstance(value, Mapping) else ""
 
+    target = text("TARGET_ARN") or "the proxy"
+    error = f"EventBridge Scheduler could not invoke {target}: {text('ERROR_CODE')}"
+    if text("ERROR_MESSAGE"):
+        error += f": {text('ERROR_MESSAGE')}"
     try:
         body = json.loads(record.get("body") or "")
     except ValueError:
-        raise MalformedRecord("a dead-letter message whose body is not JSON") from None
-    error = f"EventBridge Scheduler could not invoke the proxy: {text('ERROR_CODE')}"
-    if text("ERROR_MESSAGE"):
-        error += f": {text('ERROR_MESSAGE')}"
+        body = None  # a direct target's text message
+    if not (isinstance(body, Mapping) and "task_id" in body):
+        # A direct target (no proxy): the body is the target's own payload, so the occurrence
+        # comes from the attributes (the schedule's name holds the task, and a retry's attempt).
+        return _direct_dead_letter(text("SCHEDULE_ARN"), text("SCHEDULED_TIME"), error)
     outcome = outcome_from_failed_invocation(body, error, now=utc_now())
     return replace(outcome, error_kind="scheduler_dead_letter")
+
+
+def _direct_dead_letter(schedule_arn: str, scheduled_text: str, error: str) -> Outcome:
+    name = schedule_arn.rsplit("/", 1)[-1]
+    task_id = task_id_for(name) if schedule_arn else None
+    if task_id is None:
+        raise MalformedRecord("a dead-letter message that names no Timebridge schedule")
+    retry = retry_occurrence(name)
+    if retry is None:
+        try:
+            retry = (parse_utc(scheduled_text.replace("Z", "+00:00")), 1)
+        except ValueError:
+            raise MalformedRecord("a dead-letter message without its scheduled time") from None
+    scheduled, attempt = retry
+    return Outcome(
+        task_id=task_id,
+        tenant_id=None,
+        scheduled_time=scheduled,
+        attempt=attempt,
+        status=TRIGGER_FAILED,
+        started_at=utc_now(),
+        error_kind="scheduler_dead_letter",
+        error=error[:2000],
+        schedule_arn=schedule_arn,
+    )
 
 
 def process_batch(event: Any, container: Container) -> dict[str, Any]:

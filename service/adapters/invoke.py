@@ -144,3 +144,24 @@ class LambdaInvoker:
             raise UpstreamUnavailable(f"Lambda refused the run ({code})") from None
         except BotoCoreError as exc:
             raise UpstreamUnavailable(f"Lambda unreachable: {exc}") from None
+
+
+class DirectRunInvoker:
+    """Run-now on AWS: http targets through the proxy Lambda (`proxy`); a direct target is sent
+    from this process (a run now does not go through EventBridge Scheduler, so nothing else
+    would deliver it) and its outcome recorded at once."""
+
+    def __init__(
+        self, proxy: LambdaInvoker, recorder: Recorder, *, direct: AwsTargetDelivery | None = None
+    ) -> None:
+        self.proxy = proxy
+        self.recorder = recorder
+        self.direct = direct
+
+    def fire(self, event: dict[str, Any]) -> None:
+        if not is_direct_event(event):
+            self.proxy.fire(event)
+            return
+        if self.direct is None:
+            self.direct = AwsTargetDelivery()
+        self.recorder.record_outcome(outcome_from_record(self.direct.call(event)))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -137,4 +138,59 @@ def test_a_schedule_dead_letter_becomes_a_trigger_failure_and_is_retried(
     broken = {**message, "messageId": "dlq-2", "body": "not json"}
     assert process_batch({"Records": [broken]}, container) == {
         "batchItemFailures": [{"itemIdentifier": "dlq-2"}]
+    }
+
+
+def test_a_direct_targets_dead_letter_names_its_occurrence_in_attributes(
+    container: Container,
+    service: TaskService,
+    tenant: str,
+    db_sessions: sessionmaker[Session],
+) -> None:
+    """Issue "Targets beyond HTTP" (S0-01, C-12): a direct target's dead letter carries the
+    target's own payload (here plain text), so the occurrence comes from SCHEDULE_ARN and
+    SCHEDULED_TIME; it shows in history as trigger_failed."""
+    queue = "arn:aws:sqs:us-east-1:123456789012:jobs"
+    task, _ = service.create(
+        tenant,
+        {
+            "name": "to-a-queue",
+            "schedule": {"kind": "once", "at": "2026-11-23T06:00:00Z"},
+            "target": {"type": "sqs", "queue_arn": queue, "message": "plain text"},
+            "retry": {"max_attempts": 1},
+        },
+    )
+
+    def attribute(value: str) -> dict[str, str]:
+        return {"stringValue": value, "dataType": "String"}
+
+    schedule_arn = f"arn:aws:scheduler:us-east-1:123456789012:schedule/tb/{task['schedule_name']}"
+    message = {
+        "messageId": "dlq-direct",
+        "body": "plain text",
+        "messageAttributes": {
+            "ERROR_CODE": attribute("AWS.SimpleQueueService.NonExistentQueue"),
+            "ERROR_MESSAGE": attribute("The specified queue does not exist."),
+            "RETRY_ATTEMPTS": attribute("2"),
+            "SCHEDULE_ARN": attribute(schedule_arn),
+            "SCHEDULED_TIME": attribute("2026-11-23T06:00:00Z"),
+            "TARGET_ARN": attribute(queue),
+        },
+    }
+    assert process_batch({"Records": [message]}, container) == {"batchItemFailures": []}
+    with db_sessions() as session:
+        (row,) = session.scalars(select(Execution)).all()
+    assert (row.task_id, row.attempt, row.status) == (task["id"], 1, "trigger_failed")
+    assert row.scheduled_time == datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+    assert row.error is not None and queue in row.error and "NonExistentQueue" in row.error
+    unnamed = {
+        **message,
+        "messageId": "dlq-x",
+        "messageAttributes": {
+            "ERROR_CODE": attribute("X"),
+            "SCHEDULE_ARN": attribute("arn:aws:scheduler:::other"),
+        },
+    }
+    assert process_batch({"Records": [unnamed]}, container) == {
+        "batchItemFailures": [{"itemIdentifier": "dlq-x"}]
     }

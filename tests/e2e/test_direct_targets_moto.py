@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from proxy_lambda.settings import ProxySettings
 from service.adapters.db.models import Execution
-from service.adapters.invoke import LocalDelivery
+from service.adapters.invoke import DirectRunInvoker, LambdaInvoker, LocalDelivery, ThreadInvoker
 from service.adapters.scheduler.engine import LocalEngine
 from service.adapters.scheduler.local import LocalSchedulerBackend
+from service.application.history import HistoryService
 from service.application.recorder import Recorder
 from service.application.tasks import TaskService
 from tests.application.fakes import FrozenClock, add_tenant
@@ -275,3 +276,47 @@ def test_a_refused_delivery_fails_with_the_aws_error_and_is_retried(
     assert (second.attempt, second.status) == (2, "success")
     assert second.scheduled_time == first.scheduled_time
     assert [m["Body"] for m in received(aws, url)] == ["attempt 2"]
+
+
+def test_run_now_delivers_a_direct_target_as_its_own_occurrence(
+    aws: Any, world: Any, clock: FrozenClock, db_sessions: sessionmaker[Session]
+) -> None:
+    url, arn = new_queue(aws, "run-now")
+    tasks, engine, tenant = world
+    task, _ = tasks.create(
+        tenant,
+        {
+            "name": "on demand",
+            "schedule": {"kind": "daily", "time": "09:00"},
+            "target": {"type": "sqs", "queue_arn": arn, "message": "{{scheduled_time}}"},
+        },
+    )
+    invoker = ThreadInvoker(engine.delivery)  # the local run-now path
+    history = HistoryService(db_sessions, invoker, clock=clock)
+    history.run_now(tenant, task["id"])
+    invoker.drain()
+    invoker.close()
+    [execution] = executions(db_sessions, task["id"])
+    assert (execution.status, execution.trigger) == ("success", "manual")
+    [body] = [m["Body"] for m in received(aws, url)]
+    assert body.startswith("2026-11-23T05:00:00.")  # the manual occurrence, to the microsecond
+
+
+def test_run_now_on_aws_sends_a_direct_target_from_the_api_and_records_it(
+    aws: Any, world: Any, clock: FrozenClock, db_sessions: sessionmaker[Session]
+) -> None:
+    url, arn = new_queue(aws, "run-now-aws")
+    tasks, engine, tenant = world
+    task, _ = tasks.create(
+        tenant,
+        {
+            "name": "on demand",
+            "schedule": {"kind": "daily", "time": "09:00"},
+            "target": {"type": "sqs", "queue_arn": arn, "message": "now"},
+        },
+    )
+    proxy = LambdaInvoker("arn:aws:lambda:us-east-1:123456789012:function:absent-proxy")
+    invoker = DirectRunInvoker(proxy, engine.delivery.recorder)
+    HistoryService(db_sessions, invoker, clock=clock).run_now(tenant, task["id"])
+    assert [m["Body"] for m in received(aws, url)] == ["now"]
+    assert [e.status for e in executions(db_sessions, task["id"])] == ["success"]
