@@ -2,6 +2,9 @@
 
 Context values given on the command line arrive as strings, values in cdk.json as JSON; both
 are accepted. Every parameter has a default that deploys a complete, private stack.
+allowedTargetArns may hold `*` in the region and resource parts; the scheduler role gets exactly
+sqs:SendMessage / sns:Publish / events:PutEvents / lambda:InvokeFunction on them, and with none
+every direct target is refused at creation.
 
 | context key | meaning | default |
 | --- | --- | --- |
@@ -10,6 +13,7 @@ are accepted. Every parameter has a default that deploys a complete, private sta
 | proxyInVpc | run the proxy inside the VPC so it reaches internal services | false |
 | allowedTargetHosts | internal host names (or *.suffix) the proxy may call | none |
 | allowedTargetNetworks | internal CIDRs the proxy may call | none |
+| allowedTargetArns | queue, topic, bus and function ARNs direct targets may name | none |
 | alertEmail | an address subscribed to the alarm topic | none |
 | databaseMode | `rds` (create PostgreSQL) or `existing` | rds |
 | databaseSecretArn | with `existing`: Secrets Manager secret of the database (RDS shape) | - |
@@ -30,6 +34,11 @@ _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 _HOST = re.compile(
     r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
 )
+# A direct target's ARN pattern: a named service and account; `*` only inside region/resource.
+_TARGET_ARN = re.compile(
+    r"^arn:aws(-[a-z]+)*:(?P<service>sqs|sns|events|lambda):([a-z0-9-]+|\*):\d{12}:"
+    r"(?P<resource>[A-Za-z0-9*_./:$-]+)$"
+)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off", ""})
@@ -46,12 +55,26 @@ class DeploymentConfig:
     proxy_in_vpc: bool = False
     allowed_target_hosts: tuple[str, ...] = ()
     allowed_target_networks: tuple[str, ...] = ()
+    allowed_target_arns: tuple[str, ...] = ()
     alert_email: str | None = None
     database_mode: str = "rds"
     database_secret_arn: str | None = None
     api_rate_limit: int = 50
     api_burst_limit: int = 100
     deletion_protection: bool = False
+
+    def target_arns_by_action(self) -> dict[str, list[str]]:
+        """The one action the scheduler needs on each allowed direct target, by action."""
+        actions = {
+            "sqs": "sqs:SendMessage",
+            "sns": "sns:Publish",
+            "events": "events:PutEvents",
+            "lambda": "lambda:InvokeFunction",
+        }
+        grouped: dict[str, list[str]] = {}
+        for arn in self.allowed_target_arns:
+            grouped.setdefault(actions[arn.split(":")[2]], []).append(arn)
+        return grouped
 
     @property
     def stack_name(self) -> str:
@@ -86,6 +109,20 @@ class DeploymentConfig:
                 networks.append(str(ipaddress.ip_network(item)))
             except ValueError as exc:
                 raise ConfigError(f"allowedTargetNetworks: {exc}") from None
+        target_arns = tuple(_items(read, "allowedTargetArns"))
+        for arn in target_arns:
+            match = _TARGET_ARN.match(arn)
+            resource = match.group("resource") if match else ""
+            if (
+                match is None
+                or resource.strip("*") == ""
+                or (match.group("service") == "events" and not resource.startswith("event-bus/"))
+                or (match.group("service") == "lambda" and not resource.startswith("function:"))
+            ):
+                raise ConfigError(
+                    f"allowedTargetArns: {arn!r} is not an SQS queue, SNS topic, event bus or "
+                    "Lambda function ARN (with an account, and `*` only in region or name)"
+                )
         email = _text(read, "alertEmail") or None
         if email is not None and not _EMAIL.match(email):
             raise ConfigError(f"alertEmail: {email!r} is not an e-mail address")
@@ -108,6 +145,7 @@ class DeploymentConfig:
             proxy_in_vpc=_flag(read, "proxyInVpc"),
             allowed_target_hosts=hosts,
             allowed_target_networks=tuple(networks),
+            allowed_target_arns=target_arns,
             alert_email=email,
             database_mode=mode,
             database_secret_arn=secret_arn,

@@ -82,3 +82,9 @@ class Scheduler(Construct):
         function.add_to_role_policy(
             iam.PolicyStatement(actions=["scheduler:ListSchedules"], resources=["*"])
         )
+
+    def grant_direct_targets(self, arns_by_action: dict[str, list[str]]) -> None:
+        """Let the scheduler role deliver to the deployment's allowed direct targets: exactly
+        one action (SendMessage, Publish, PutEvents, InvokeFunction) on exactly those ARNs."""
+        for action, arns in sorted(arns_by_action.items()):
+            self.role.add_to_policy(iam.PolicyStatement(actions=[action], resources=arns))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
@@ -76,6 +77,8 @@ class TimebridgeStack(Stack):
             "TIMEBRIDGE_KMS_KEY_ARN": key.key_arn,
             "TIMEBRIDGE_STAGE": config.stage,
             "TIMEBRIDGE_SCHEDULE_DLQ_ARN": self.scheduler.dead_letters.queue_arn,
+            # What the scheduler role may reach; `none` refuses every direct target.
+            "TIMEBRIDGE_ALLOWED_TARGET_ARNS": ",".join(config.allowed_target_arns) or "none",
             **database,
             **signing,
             **allow_lists,
@@ -121,6 +124,13 @@ class TimebridgeStack(Stack):
             # New code serves only once the schema it expects is in place.
             function.node.add_dependency(self.migrations.resource)
         self.scheduler.grant_list(self.recorder.sweeper)  # the reconciler finds orphans
+        direct_targets = config.target_arns_by_action()
+        self.scheduler.grant_direct_targets(direct_targets)
+        for action, arns in sorted(direct_targets.items()):
+            # A run now of a direct target is sent by the API itself (no scheduler involved).
+            self.api.function.add_to_role_policy(
+                iam.PolicyStatement(actions=[action], resources=arns)
+            )
         for function in (*service_functions, self.proxy.function):
             function.add_environment("TIMEBRIDGE_PUBLIC_URL", self.api.url)
 

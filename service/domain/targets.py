@@ -67,10 +67,14 @@ class Arn:
     resource: str
 
 
+NO_TARGETS = "none"  # the allow-list value that refuses every direct target
+
+
 @dataclass(frozen=True)
 class TargetPolicy:
     """What the deployment's scheduler role may reach: `region` (None: not checked), whether
-    other regions are allowed, and ARN patterns (`*` matches anything; empty: everything)."""
+    other regions are allowed, and ARN patterns (`*` matches anything; empty: everything;
+    just `none`: nothing)."""
 
     region: str | None = None
     allow_cross_region: bool = False
@@ -114,6 +118,12 @@ def check_reach(target: Mapping[str, Any], policy: TargetPolicy) -> None:
             "are off (TIMEBRIDGE_ALLOW_CROSS_REGION_TARGETS)",
         )
     value = str(target[field])
+    if policy.allowed_arns == (NO_TARGETS,):
+        raise InvalidRequest(
+            f"target.{field}",
+            "the deployment's scheduler role cannot reach any direct target "
+            "(TIMEBRIDGE_ALLOWED_TARGET_ARNS is 'none'; infra: context allowedTargetArns)",
+        )
     if policy.allowed_arns and not any(_glob(p).fullmatch(value) for p in policy.allowed_arns):
         raise InvalidRequest(
             f"target.{field}",

@@ -247,6 +247,13 @@ def test_targets_outside_the_roles_reach_are_refused_clearly() -> None:
         )
 
 
+def test_a_deployment_that_grants_no_targets_refuses_them_all() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        check_reach(normalize_target(VALID["lambda"]), TargetPolicy(allowed_arns=("none",)))
+    assert caught.value.field == "target.function_arn"
+    assert "cannot reach any direct target" in caught.value.reason
+
+
 def test_direct_targets_have_no_headers_to_redact_and_http_secrets_still_are() -> None:
     assert redact_target(VALID["sqs"]) == VALID["sqs"]
     http = normalize_target({"url": "https://x.example/", "headers": {"Authorization": "s"}})
