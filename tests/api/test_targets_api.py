@@ -123,3 +123,12 @@ def test_http_secrets_are_still_redacted_beside_direct_targets(client: TestClien
     assert response.json()["target"]["headers"]["Authorization"] == "***"
     listed = client.get("/v1/tasks").text
     assert "s3cret" not in listed and "run {{task.name}}" in listed
+
+
+def test_the_openapi_document_states_the_target_union(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["TaskIn"]
+    members = schema["properties"]["target"]["anyOf"]
+    kinds = [member["properties"]["type"]["enum"][0] for member in members]
+    assert kinds == ["http", "lambda", "sqs", "sns", "eventbridge"]
+    assert "type" not in members[0]["required"]  # http stays the default
+    assert all("type" in member["required"] for member in members[1:])

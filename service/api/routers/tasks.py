@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from service.api.deps import PrincipalDep, TasksDep, TenancyDep
 from service.api.errors import error_responses
+from service.api.target_schema import TARGET_SCHEMA
 from service.application.batch import MAX_BATCH, create_many
 
 # Every route authenticates and validates its input; each adds the failures it can meet.
@@ -38,7 +39,7 @@ class TaskIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=255)
     schedule: dict[str, Any]
-    target: dict[str, Any]
+    target: Annotated[dict[str, Any], WithJsonSchema(TARGET_SCHEMA)]
     retry: dict[str, Any] | None = None
     callback: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
@@ -54,7 +55,9 @@ class TaskPatch(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=255)
     schedule: dict[str, Any] | None = None
-    target: dict[str, Any] | None = None
+    target: Annotated[
+        dict[str, Any] | None, WithJsonSchema({"anyOf": [TARGET_SCHEMA, {"type": "null"}]})
+    ] = None
     retry: dict[str, Any] | None = None
     callback: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
