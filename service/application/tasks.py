@@ -32,6 +32,7 @@ from service.adapters.db.models import AuditEvent, Execution, IdempotencyRecord,
 from service.adapters.db.session import insert_rows
 from service.application.pacing import AdaptiveLimiter
 from service.application.paging import is_uuid, newest_first
+from service.domain import control
 from service.domain import tasks as rules
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import Conflict, InvalidRequest, InvalidSchedule, NotFound
@@ -46,7 +47,15 @@ from service.domain.schedules import CompiledSchedule, compile_schedule
 
 _TICK = timedelta(microseconds=1)
 CAP_RECOUNT = 10.0  # seconds between counts of a tenant's active tasks
-TASK_FIELDS = {"name", "schedule", "target", "retry", "callback", "metadata"}
+TASK_FIELDS = {
+    "name",
+    "schedule",
+    "target",
+    "retry",
+    "callback",
+    "metadata",
+    *control.CONTROL_FIELDS,
+}
 
 # Provisioning's last step, built once (it runs for every create): the schedule's ARN, and
 # `live` as status only if the row is still `provisioning` (the reconciler may have been first).
@@ -81,14 +90,27 @@ def definition_for(task: Task) -> ScheduleDefinition:
             callback=task.callback,
             task_name=task.name,
             timezone=task.timezone,
+            control=control_of(task),
         ),
-        enabled=task.enabled,
+        # A schedule held by the recorder (the task at its concurrency limit) stays DISABLED.
+        enabled=task.enabled and task.held_since is None,
         start=task.start_at if task.mode == "native" else None,
         end=task.end_at if task.mode == "native" else None,
         flexible_window_minutes=task.flexible_window_minutes,
         delete_after_completion=task.kind in ("immediate", "once", "delay"),
         description=f"Timebridge task {task.id} ({task.name})"[:512],
     )
+
+
+def control_of(task: Task) -> dict[str, Any]:
+    """The task's execution-control fields (issue 9), with defaults for rows made before them."""
+    return {
+        "overlap": task.overlap or control.ALLOW,
+        "max_concurrency": task.max_concurrency,
+        "priority": task.priority or 0,
+        "window": task.window,
+        "outside_window": task.outside_window or control.SKIP,
+    }
 
 
 @functools.lru_cache(maxsize=4096)
@@ -112,13 +134,34 @@ def _fire_texts(
     return tuple(f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in compiled.next_fire_times(now - _TICK, count))
 
 
+def _windowed_fires(task: Task, schedule_json: str, now: datetime, count: int) -> list[str]:
+    """The next runs of a task with an execution window: occurrences outside it dropped
+    (`skip`) or moved to the window's next opening (`defer`, several merging into one)."""
+    compiled = _compiled(schedule_json, task.created_at)
+    window = task.window or {}
+    runs: list[datetime] = []
+    for instant in compiled.next_fire_times(now - _TICK, count * 20):
+        if task.outside_window == control.DEFER:
+            instant = control.next_opening(window, instant)
+        elif not control.in_window(window, instant):
+            continue
+        if instant not in runs:
+            runs.append(instant)
+        if len(runs) == count:
+            break
+    return [f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in sorted(runs)]
+
+
 def task_view(task: Task, *, now: datetime, count: int = 5) -> dict[str, Any]:
     """The task as the API returns it: secrets redacted, next fires computed."""
     fires: list[str] = []
     if task.status in (rules.SCHEDULED, rules.PROVISIONING) and task.enabled:
         try:
             schedule_json = json.dumps(task.schedule, sort_keys=True)
-            fires = list(_fire_texts(schedule_json, task.created_at, now, count))
+            if task.window:
+                fires = _windowed_fires(task, schedule_json, now, count)
+            else:
+                fires = list(_fire_texts(schedule_json, task.created_at, now, count))
         except InvalidSchedule:  # pragma: no cover - stored schedules compiled once already
             fires = []
     return {
@@ -136,6 +179,7 @@ def task_view(task: Task, *, now: datetime, count: int = 5) -> dict[str, Any]:
         "retry": task.retry,
         "callback": task.callback,
         "metadata": task.task_metadata,
+        **control_of(task),
         "version": task.version,
         "last_error": task.last_error,
         "created_at": f"{task.created_at:%Y-%m-%dT%H:%M:%S.%fZ}",
@@ -321,6 +365,7 @@ class TaskService:
             callback=task.callback,
             task_name=task.name,
             timezone=task.timezone,
+            control=control_of(task),
         )
         return task
 
@@ -372,6 +417,7 @@ class TaskService:
             if not isinstance(metadata, Mapping):
                 raise InvalidRequest("metadata", "must be an object")
             out["metadata"] = dict(metadata)
+        out.update(control.normalize_control(body, partial=partial))
         return out
 
     def _apply(self, task: Task, fields: Mapping[str, Any], now: datetime) -> None:
@@ -380,6 +426,9 @@ class TaskService:
                 setattr(task, key, fields[key])
         if "metadata" in fields:
             task.task_metadata = fields["metadata"]
+        for key in control.CONTROL_FIELDS:
+            if key in fields:
+                setattr(task, key, fields[key])
         compiled: CompiledSchedule | None = fields.get("compiled")
         if compiled is not None:
             task.schedule = fields["schedule"]
@@ -392,6 +441,26 @@ class TaskService:
             task.end_at = compiled.end
             task.flexible_window_minutes = compiled.flexible_window_minutes
             task.next_fire_at = fields["next_fire_at"]
+        if compiled is not None or "window" in fields:
+            self._compile_window(task, fields, now)
+
+    @staticmethod
+    def _compile_window(task: Task, fields: Mapping[str, Any], now: datetime) -> None:
+        """A window that a native cron() can state exactly (same time zone, whole hours, days
+        the expression can restrict) is compiled into it; otherwise the proxy checks each
+        occurrence against the window in the Input at fire time."""
+        if task.mode != "native":
+            return
+        if fields.get("compiled") is None:  # only the window changed: start from the schedule
+            schedule_json = json.dumps(task.schedule, sort_keys=True, default=str)
+            task.aws_expression = _compiled(schedule_json, task.created_at).aws_expression
+        if task.window is None or task.aws_expression is None:
+            return
+        restricted = control.restrict_cron(
+            task.aws_expression, task.expression_timezone, task.window
+        )
+        if restricted is not None:
+            task.aws_expression = restricted
 
     # --- read --------------------------------------------------------------------------------
 
