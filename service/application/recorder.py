@@ -765,6 +765,8 @@ class Recorder:
             if task is None:
                 return None
             limit = control.concurrency_limit(task.overlap, task.max_concurrency)
+            if limit is None and task.held_since is None:
+                return None  # no limit, nothing held: the common case costs no count
             running = session.scalar(
                 select(func.count())
                 .select_from(Execution)

@@ -441,20 +441,23 @@ class TaskService:
             task.end_at = compiled.end
             task.flexible_window_minutes = compiled.flexible_window_minutes
             task.next_fire_at = fields["next_fire_at"]
-        if compiled is not None or "window" in fields:
+        if compiled is not None or "window" in fields or "outside_window" in fields:
             self._compile_window(task, fields, now)
 
     @staticmethod
     def _compile_window(task: Task, fields: Mapping[str, Any], now: datetime) -> None:
-        """A window that a native cron() can state exactly (same time zone, whole hours, days
-        the expression can restrict) is compiled into it; otherwise the proxy checks each
-        occurrence against the window in the Input at fire time."""
+        """A `skip` window that a native cron() can state exactly (same time zone, whole hours,
+        days the expression can restrict) is compiled into it; otherwise the proxy checks each
+        occurrence against the window in the Input at fire time (always for `defer`, whose
+        occurrences outside must reach the recorder to be deferred)."""
         if task.mode != "native":
             return
         if fields.get("compiled") is None:  # only the window changed: start from the schedule
             schedule_json = json.dumps(task.schedule, sort_keys=True, default=str)
             task.aws_expression = _compiled(schedule_json, task.created_at).aws_expression
         if task.window is None or task.aws_expression is None:
+            return
+        if task.outside_window == control.DEFER:
             return
         restricted = control.restrict_cron(
             task.aws_expression, task.expression_timezone, task.window

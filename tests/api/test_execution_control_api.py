@@ -51,6 +51,17 @@ def test_a_window_in_the_schedules_zone_is_compiled_and_shown_in_next_fires(
     assert task["next_fire_times"][:2] == ["2026-11-27T00:00:00Z", "2026-11-30T00:00:00Z"]
 
 
+def test_a_defer_window_is_not_compiled_so_its_occurrences_can_be_deferred(
+    client: TestClient,
+) -> None:
+    """S1-04: with `defer`, occurrences outside the window must fire to be deferred, so the
+    cron() stays whole and the proxy checks each one; switching to `skip` compiles it."""
+    task = client.post("/v1/tasks", json=task_body(window=WINDOW, outside_window="defer")).json()
+    assert task["aws_expression"] == "cron(0 9 ? * MON-FRI *)"
+    skip = client.patch(f"/v1/tasks/{task['id']}", json={"outside_window": "skip"}).json()
+    assert skip["aws_expression"] == "cron(0 9 ? * 2,6 *)"
+
+
 def test_patch_changes_and_clears_control_fields(client: TestClient) -> None:
     task = client.post("/v1/tasks", json=task_body(window=WINDOW, max_concurrency=3)).json()
     patched = client.patch(
