@@ -93,6 +93,12 @@ class ConcurrencyGate:
         self._tenants[tenant_id] += 1
         return RUN
 
+    @property
+    def under_way(self) -> int:
+        """Calls this engine has started and not yet seen recorded."""
+        with self._lock:
+            return len(self._calls)
+
     def done(self, firing_id: str) -> None:
         """The firing's outcome is recorded (or its delivery failed): no longer under way here."""
         with self._lock:

@@ -442,3 +442,64 @@ def test_on_eventbridge_allow_never_holds_the_schedule(
     _delivered(recorder, task_id, at(5, 5))
     name = service.get(tenant, task_id)["schedule_name"]
     assert moto_backend.get(name).definition.enabled is True  # type: ignore[union-attr]
+
+
+# --- wiring and the running engine ----------------------------------------------------------
+
+
+def test_the_container_wires_the_gate_locally_and_the_hold_on_aws(
+    db_sessions: sessionmaker[Session],
+) -> None:
+    """S1-04: the local engine gates at fire time (with the tenant cap setting); on AWS the
+    recorder holds schedules instead."""
+    from service.container import assemble
+    from service.settings import Settings
+
+    local = assemble(
+        Settings(tenant_max_running=2), db_sessions, LocalSchedulerBackend(db_sessions)
+    )
+    try:
+        assert local.local_engine.gate.tenant_cap == 2
+        assert local.recorder.hold_schedules is False
+    finally:
+        local.close()
+    aws = assemble(
+        Settings(
+            backend="eventbridge",
+            proxy_lambda_arn="arn:aws:lambda:us-east-1:123456789012:function:proxy",
+            scheduler_role_arn="arn:aws:iam::123456789012:role/scheduler",
+        ),
+        db_sessions,
+        LocalSchedulerBackend(db_sessions),
+    )
+    assert aws.local_engine is None and aws.recorder.hold_schedules is True
+
+
+def _wait_for(check: Any, seconds: float = 20.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "the engine did not get there in time"
+        time.sleep(0.05)
+
+
+def test_the_running_engine_skips_a_locked_occurrence_and_frees_the_slot_when_recorded(
+    local: Local,
+) -> None:
+    """S1-14 TASK_LOCKED with the engine on its threads (outcomes recorded in batches): a call
+    under way counts as running until its outcome is recorded, then no longer."""
+    task = local.task(overlap="skip")
+    quick = local.task("/quick", overlap="skip")
+    local.clock.advance(minutes=1)
+    local.engine.start()
+    try:
+        _wait_for(lambda: len(local.executions(task)) == 1 and len(local.executions(quick)) == 1)
+        local.clock.advance(minutes=1)
+        local.engine.wake()
+        _wait_for(lambda: len(local.executions(task)) == 2 and len(local.executions(quick)) == 2)
+    finally:
+        local.engine.stop()
+    assert [e.status for e in local.executions(task)] == ["pending", "skipped"]
+    assert [e.status for e in local.executions(quick)] == ["success", "success"]
+    assert local.gate.under_way == 0  # nothing left counted as under way
