@@ -187,6 +187,7 @@ def assemble(
         retention_days=settings.execution_retention_days,
         # Issue 9: with no engine to ask at fire time, hold schedules at the concurrency limit.
         hold_schedules=settings.backend != "local",
+        tenant_cap=settings.tenant_max_running,
     )
     if signing_secret is None and settings.signing_secret is not None:
         signing_secret = settings.signing_secret.get_secret_value()

@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=1200, ge=1)  # per tenant, per process
     max_active_tasks: int = Field(default=100_000, ge=1)  # per tenant
     # Issue 9: executions one tenant may have running at once (calls under way and executions
-    # awaiting a callback); None = no cap. Enforced by the local engine at fire time.
+    # awaiting a callback); None = no cap. The local engine checks it at fire time; on AWS the
+    # recorder holds the tenant's schedules while the cap is reached.
     tenant_max_running: int | None = Field(default=None, ge=1)
 
     @field_validator("allowed_target_hosts", mode="before")

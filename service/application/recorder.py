@@ -215,11 +215,13 @@ class Recorder:
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
         hold_schedules: bool = False,
+        tenant_cap: int | None = None,
     ) -> None:
         self.metrics = metrics
         # Issue 9: on AWS (no engine to ask at fire time) a task at its concurrency limit has
         # its schedule DISABLED while its executions run; the local engine gates exactly.
         self.hold_schedules = hold_schedules
+        self.tenant_cap = tenant_cap  # running executions per tenant, held the same way
         self.sessions = sessions
         self.backend = backend
         self.clock = clock
@@ -272,8 +274,7 @@ class Recorder:
                 self.metrics.observe_execution(*values)
         self._publish(published)
         if self.hold_schedules:
-            for task_id in dict.fromkeys(outcome.task_id for outcome in outcomes):
-                self._sync_hold_safely(task_id)
+            self._sync_holds(list(dict.fromkeys(outcome.task_id for outcome in outcomes)))
         for execution_id, pending in results:
             if not pending:
                 continue
@@ -491,7 +492,7 @@ class Recorder:
         self._publish(published)
         self.carry_out(execution_id)
         if self.hold_schedules:
-            self._sync_hold_safely(task_id)
+            self._sync_holds([task_id])
         return view
 
     # --- the sweeper ---------------------------------------------------------------------------
@@ -529,8 +530,7 @@ class Recorder:
                         select(Task.id).where(Task.held_since.is_not(None)).limit(limit)
                     )
                 )
-            for task_id in held:  # released here if the execution that held it ended elsewhere
-                self._sync_hold_safely(task_id)
+            self._sync_holds(held)  # released here if what held them ended elsewhere
         pruned = self.prune(now - timedelta(days=self.retention_days))
         return {"timed_out": timed_out, "followups_finished": finished, "pruned": pruned}
 
@@ -555,7 +555,7 @@ class Recorder:
         self._publish(published)
         self._carry_out_safely(execution_id)
         if self.hold_schedules:
-            self._sync_hold_safely(task_id)
+            self._sync_holds([task_id])
         return True
 
     def prune(self, before: datetime) -> int:
@@ -747,6 +747,42 @@ class Recorder:
 
     # --- holding a schedule at the concurrency limit (AWS) -------------------------------------
 
+    def _sync_holds(self, task_ids: Sequence[str]) -> None:
+        """Hold or release these tasks' schedules, then, with a tenant cap, every schedule of
+        their tenants that the cap now holds or releases. Failures are logged: the sweeper
+        looks at held tasks again."""
+        for task_id in task_ids:
+            self._sync_hold_safely(task_id)
+        if self.tenant_cap is None or not task_ids:
+            return
+        with self.sessions() as session:
+            tenants = set(session.scalars(select(Task.tenant_id).where(Task.id.in_(task_ids))))
+        for tenant_id in tenants:
+            with self.sessions() as session:
+                full = self._tenant_running(session, tenant_id) >= self.tenant_cap
+                others = select(Task.id).where(Task.tenant_id == tenant_id)
+                if full:  # every schedule of the tenant that is not held yet
+                    others = others.where(
+                        Task.held_since.is_(None),
+                        Task.status == rules.SCHEDULED,
+                        Task.mode == "native",
+                        Task.kind.not_in(ONE_TIME_KINDS),
+                    )
+                else:
+                    others = others.where(Task.held_since.is_not(None))
+                affected = [t for t in session.scalars(others) if t not in task_ids]
+            for task_id in affected:
+                self._sync_hold_safely(task_id)
+
+    @staticmethod
+    def _tenant_running(session: Session, tenant_id: str) -> int:
+        running = session.scalar(
+            select(func.count())
+            .select_from(Execution)
+            .where(Execution.tenant_id == tenant_id, Execution.status.in_(states.RUNNING))
+        )
+        return int(running or 0)
+
     def _sync_hold_safely(self, task_id: str) -> None:
         try:
             self.sync_hold(task_id)
@@ -756,7 +792,8 @@ class Recorder:
     def sync_hold(self, task_id: str) -> bool | None:
         """Make the task's schedule match its concurrency limit: DISABLED (held) while as many
         executions as the limit allows are running (pending or processing: awaiting their
-        callback), ENABLED again once fewer are. The task's status stays `scheduled`. On
+        callback), or while its tenant has `tenant_cap` running, ENABLED again once neither
+        holds. The task's status stays `scheduled`. On
         release, a `buffer_one` task whose schedule skipped occurrences while held runs the
         latest of them once. Returns the new hold state, or None when nothing changed."""
         now = self.clock()
@@ -765,8 +802,11 @@ class Recorder:
             if task is None:
                 return None
             limit = control.concurrency_limit(task.overlap, task.max_concurrency)
-            if limit is None and task.held_since is None:
+            if limit is None and task.held_since is None and self.tenant_cap is None:
                 return None  # no limit, nothing held: the common case costs no count
+            tenant_full = self.tenant_cap is not None and (
+                self._tenant_running(session, task.tenant_id) >= self.tenant_cap
+            )
             running = session.scalar(
                 select(func.count())
                 .select_from(Execution)
@@ -777,7 +817,8 @@ class Recorder:
                 and task.mode == "native"
                 and task.kind not in ONE_TIME_KINDS
             )
-            hold = holdable and limit is not None and int(running or 0) >= limit
+            at_limit = limit is not None and int(running or 0) >= limit
+            hold = holdable and (at_limit or tenant_full)
             if hold == (task.held_since is not None):
                 return None
             buffered: datetime | None = None

@@ -503,3 +503,45 @@ def test_the_running_engine_skips_a_locked_occurrence_and_frees_the_slot_when_re
     assert [e.status for e in local.executions(task)] == ["pending", "skipped"]
     assert [e.status for e in local.executions(quick)] == ["success", "success"]
     assert local.gate.under_way == 0  # nothing left counted as under way
+
+
+def test_on_eventbridge_the_tenant_cap_holds_every_schedule_of_the_tenant(
+    db_sessions: sessionmaker[Session], moto_backend: SchedulerBackend
+) -> None:
+    """S1-04 / S1-12 tenant cap on AWS: with a cap of one running execution, a delivery that
+    leaves one task awaiting its callback disables every recurring schedule of that tenant (not
+    another tenant's), and its callback enables them again."""
+    clock = FrozenClock()
+    service = TaskService(db_sessions, moto_backend, clock=clock)
+    recorder = Recorder(db_sessions, moto_backend, clock=clock, hold_schedules=True, tenant_cap=1)
+    ours, theirs = add_tenant(db_sessions), add_tenant(db_sessions, "team-b")
+
+    def make(tenant: str, name: str) -> tuple[str, str]:
+        view, _ = service.create(
+            tenant,
+            {
+                "name": name,
+                "schedule": {"kind": "cron", "expression": "*/5 * * * *"},
+                "target": {"url": "https://jobs.example.com/run"},
+                "callback": {"enabled": True},
+            },
+        )
+        return str(view["id"]), str(view["schedule_name"])
+
+    (first, first_name), (_, second_name) = make(ours, "a"), make(ours, "b")
+    _, other_name = make(theirs, "c")
+
+    def enabled(name: str) -> bool:
+        info = moto_backend.get(name)
+        assert info is not None
+        return info.definition.enabled
+
+    clock.now = at(5, 5)
+    _delivered(recorder, first, at(5, 5))
+    assert (enabled(first_name), enabled(second_name), enabled(other_name)) == (
+        False,
+        False,
+        True,
+    )
+    recorder.report_callback(occurrence_key(first, at(5, 5), 1), "success")
+    assert (enabled(first_name), enabled(second_name), enabled(other_name)) == (True, True, True)
