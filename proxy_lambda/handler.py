@@ -7,8 +7,9 @@ the <aws.scheduler.*> context. The result is an outcome record (a JSON-ready dic
 recorder turns into an execution.
 
 Failures of the target or of the event become outcomes, never exceptions: status is "success"
-(2xx), "failed" (any other status), "timeout" (no response in time) or "trigger_failed" (the
-target could not be called: refused by the guard, unreachable, or a malformed event). Only the
+(2xx), "failed" (any other status), "timeout" (no response in time), "trigger_failed" (the
+target could not be called: refused by the guard, unreachable, or a malformed event) or
+"skipped" (error_kind OUTSIDE_WINDOW: the Input's `window` excludes the occurrence). Only the
 proxy's own faults raise: `ProxyConfigurationError` for bad settings, or a callback-enabled task
 without a signing secret.
 
@@ -53,6 +54,7 @@ from proxy_lambda.transport import (
     TargetResponse,
     Urllib3Sender,
 )
+from proxy_lambda.window import in_window
 
 __all__ = [
     "Invocation",
@@ -72,6 +74,7 @@ SUCCESS = "success"
 FAILED = "failed"
 TIMEOUT = "timeout"
 TRIGGER_FAILED = "trigger_failed"
+SKIPPED = "skipped"  # not called: outside the task's execution window
 
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -175,6 +178,9 @@ def handle(
             _fail(outcome, TRIGGER_FAILED, "malformed_event", str(exc), None)
             return outcome
     outcome = _outcome(invocation, started)
+    windowed = isinstance(event, dict) and event.get("window") and invocation.attempt == 1
+    if windowed and _outside_window(event, invocation, outcome):
+        return outcome
     identity = _identity_headers(invocation, settings, int(started))
     _deliver(invocation, identity, int(started), outcome, settings, send, resolve)
     if logger.isEnabledFor(logging.INFO):
@@ -414,6 +420,24 @@ def _record_response(outcome: Outcome, response: TargetResponse, began: float, h
     outcome["response_body"] = response.body.decode("utf-8", errors="replace")
     outcome["response_body_truncated"] = response.truncated
     outcome["redirects"] = hop
+
+
+def _outside_window(event: dict[str, Any], invocation: Invocation, outcome: Outcome) -> bool:
+    """An occurrence whose scheduled time is outside the task's execution window is not called:
+    the outcome says `skipped` / OUTSIDE_WINDOW and the recorder skips or defers it. Retries
+    (attempt > 1) belong to an occurrence that was inside, and are not checked again."""
+    window = event["window"]
+    try:
+        when = datetime.fromisoformat(invocation.scheduled_time.replace("Z", "+00:00"))
+        inside = isinstance(window, Mapping) and in_window(window, when)
+    except (KeyError, ValueError, TypeError, LookupError) as exc:
+        _fail(outcome, TRIGGER_FAILED, "malformed_event", f"window: {exc}", None)
+        return True
+    if inside:
+        return False
+    policy = event.get("outside_window") if event.get("outside_window") == "defer" else "skip"
+    _fail(outcome, SKIPPED, "OUTSIDE_WINDOW", f"outside the execution window ({policy})", None)
+    return True
 
 
 def _fail(outcome: Outcome, status: str, kind: str, message: str, began: float | None) -> None:

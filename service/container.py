@@ -186,6 +186,9 @@ def assemble(
         metrics=metrics,
         lateness_threshold_seconds=settings.alert_lateness_seconds,
         retention_days=settings.execution_retention_days,
+        # Issue 9: with no engine to ask at fire time, hold schedules at the concurrency limit.
+        hold_schedules=settings.backend != "local",
+        tenant_cap=settings.tenant_max_running,
     )
     if signing_secret is None and settings.signing_secret is not None:
         signing_secret = settings.signing_secret.get_secret_value()
@@ -206,6 +209,11 @@ def assemble(
             grace=timedelta(seconds=settings.engine_grace_seconds),
             workers=settings.engine_workers,
             lock_path=sqlite_lock_path(settings.database_url),
+        )
+        from service.application.control import ConcurrencyGate
+
+        local_engine.gate = ConcurrencyGate(
+            sessions, recorder, tenant_cap=settings.tenant_max_running, clock=clock
         )
         if isinstance(backend, LocalSchedulerBackend):
             backend.on_change = local_engine.wake

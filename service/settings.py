@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     def _target_arns(cls, value: object) -> object:
         return _split_list(value)
 
+    # Issue 9: executions one tenant may have running at once (calls under way and executions
+    # awaiting a callback); None = no cap. The local engine checks it at fire time; on AWS the
+    # recorder holds the tenant's schedules while the cap is reached.
+    tenant_max_running: int | None = Field(default=None, ge=1)
+
     @field_validator("allowed_target_hosts", mode="before")
     @classmethod
     def _hosts(cls, value: object) -> object:

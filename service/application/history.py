@@ -166,8 +166,8 @@ class HistoryService:
             execution = self._owned(session, tenant_id, execution_id)
             if execution.status not in states.TERMINAL or execution.status == states.SUCCESS:
                 raise Conflict(
-                    f"execution {execution_id} is {execution.status}; only failed, timed-out "
-                    "or trigger-failed executions can be retried"
+                    f"execution {execution_id} is {execution.status}; only failed, timed-out, "
+                    "trigger-failed or skipped executions can be retried"
                 )
             task = session.get(Task, execution.task_id)
             assert task is not None

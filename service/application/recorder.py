@@ -29,15 +29,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import Alert, Execution, Task
-from service.application.tasks import _compiled, definition_for
+from service.application.tasks import _compiled, control_of, definition_for
+from service.domain import control, targets
 from service.domain import executions as states
-from service.domain import targets
 from service.domain import tasks as rules
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import Conflict, InvalidRequest, NotFound
@@ -215,8 +215,14 @@ class Recorder:
         retention_days: int = 90,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
+        hold_schedules: bool = False,
+        tenant_cap: int | None = None,
     ) -> None:
         self.metrics = metrics
+        # Issue 9: on AWS (no engine to ask at fire time) a task at its concurrency limit has
+        # its schedule DISABLED while its executions run; the local engine gates exactly.
+        self.hold_schedules = hold_schedules
+        self.tenant_cap = tenant_cap  # running executions per tenant, held the same way
         self.sessions = sessions
         self.backend = backend
         self.clock = clock
@@ -268,6 +274,8 @@ class Recorder:
             for values in observed:
                 self.metrics.observe_execution(*values)
         self._publish(published)
+        if self.hold_schedules:
+            self._sync_holds(list(dict.fromkeys(outcome.task_id for outcome in outcomes)))
         for execution_id, pending in results:
             if not pending:
                 continue
@@ -350,10 +358,14 @@ class Recorder:
         if execution.planned_at is None:
             execution.planned_at = self._planned_at(session, execution)
         execution.late_seconds = states.lateness_seconds(execution.planned_at, execution.started_at)
-        if execution.trigger != MANUAL and states.is_late(
-            execution.late_seconds,
-            threshold_seconds=self.lateness_threshold_seconds,
-            flexible_window_minutes=task.flexible_window_minutes,
+        if (
+            execution.trigger != MANUAL
+            and outcome.status != states.SKIPPED
+            and states.is_late(
+                execution.late_seconds,
+                threshold_seconds=self.lateness_threshold_seconds,
+                flexible_window_minutes=task.flexible_window_minutes,
+            )
         ):
             published.append(
                 self._alert(
@@ -480,6 +492,8 @@ class Recorder:
             view = {"execution_id": execution_id, "status": execution.status}
         self._publish(published)
         self.carry_out(execution_id)
+        if self.hold_schedules:
+            self._sync_holds([task_id])
         return view
 
     # --- the sweeper ---------------------------------------------------------------------------
@@ -510,6 +524,14 @@ class Recorder:
                 )
             )
         finished = sum(1 for execution_id in stuck if self._carry_out_safely(execution_id))
+        if self.hold_schedules:
+            with self.sessions() as session:
+                held = list(
+                    session.scalars(
+                        select(Task.id).where(Task.held_since.is_not(None)).limit(limit)
+                    )
+                )
+            self._sync_holds(held)  # released here if what held them ended elsewhere
         pruned = self.prune(now - timedelta(days=self.retention_days))
         return {"timed_out": timed_out, "followups_finished": finished, "pruned": pruned}
 
@@ -529,9 +551,12 @@ class Recorder:
             execution.finished_at = now
             execution.updated_at = now
             self._decide(session, task, execution, now, published, first_outcome=False)
+            task_id = task.id
             session.commit()
         self._publish(published)
         self._carry_out_safely(execution_id)
+        if self.hold_schedules:
+            self._sync_holds([task_id])
         return True
 
     def prune(self, before: datetime) -> int:
@@ -594,6 +619,12 @@ class Recorder:
             ) + timedelta(seconds=1)
             execution.followups_pending = True
             return
+        if execution.status == states.SKIPPED:
+            self._decide_skipped(task, execution)
+            follows = chained or task.kind in ONE_TIME_KINDS or task.kind == "fixed_delay"
+            if execution.trigger != MANUAL and live and follows:
+                execution.followups_pending = True
+            return
         if execution.status != states.SUCCESS:
             published.append(
                 self._alert(
@@ -613,6 +644,22 @@ class Recorder:
             return
         if task.kind == "fixed_delay" or task.kind in ONE_TIME_KINDS or chained:
             execution.followups_pending = True  # the next run, or the task's completion
+
+    def _decide_skipped(self, task: Task, execution: Execution) -> None:
+        """An occurrence outside its window with `outside_window: defer` runs at the window's
+        next opening, as its own occurrence (attempt 1 at that instant): several deferred
+        occurrences, or one that meets a scheduled one there, become one run."""
+        if execution.error_kind != control.OUTSIDE_WINDOW or task.outside_window != control.DEFER:
+            return
+        if not task.window or execution.attempt != 1:
+            return
+        opening = control.next_opening(task.window, execution.scheduled_time)
+        execution.error = f"outside the execution window; deferred to {opening:%Y-%m-%dT%H:%M:%SZ}"
+        compiled = _compiled(json.dumps(task.schedule, sort_keys=True), task.created_at)
+        if compiled.next_fire_times(opening - timedelta(microseconds=1), 1) == [opening]:
+            return  # the schedule fires at the opening anyway: the deferred run merges into it
+        execution.retry_at = opening
+        execution.followups_pending = True
 
     # --- carrying it out -----------------------------------------------------------------------
 
@@ -634,7 +681,11 @@ class Recorder:
             assert task is not None
             now = self.clock()
             live = task.status in rules.LIVE_STATUSES or task.status == rules.PROVISIONING
-            if live and execution.retry_at is not None:
+            if live and execution.retry_at is not None and execution.status == states.SKIPPED:
+                self._provision_run(task, execution.retry_at, execution.retry_at)  # deferred
+                if task.mode == "chained" and task.kind != "fixed_delay":
+                    self._advance(task, execution, now)
+            elif live and execution.retry_at is not None:
                 self._provision_retry(task, execution)
             elif live:
                 self._advance(task, execution, now)
@@ -680,6 +731,126 @@ class Recorder:
         with contextlib.suppress(Conflict):  # made by an earlier run of these follow-ups
             self.backend.create(definition, client_token=name)
 
+    def _provision_run(self, task: Task, scheduled: datetime, at: datetime) -> None:
+        """A one-time schedule that runs occurrence `scheduled` (attempt 1) at `at`: a deferred
+        occurrence, or the one buffered while a held schedule was disabled. Named from the
+        occurrence, so asking twice makes one schedule."""
+        name = retry_schedule_name(task.id, scheduled, 1)
+        definition = ScheduleDefinition(
+            name=name,
+            expression=at_expression(at),
+            expression_timezone="UTC",
+            input=rules.schedule_input(
+                task_id=task.id,
+                tenant_id=task.tenant_id,
+                target=task.target,
+                callback=task.callback,
+                attempt=1,
+                scheduled_time=states.format_scheduled_time(scheduled),
+                task_name=task.name,
+                timezone=task.timezone,
+                control=control_of(task),
+            ),
+            enabled=True,
+            flexible_window_minutes=None,
+            delete_after_completion=True,
+            description=f"Timebridge deferred run of task {task.id}"[:512],
+        )
+        with contextlib.suppress(Conflict):  # made by an earlier run of these follow-ups
+            self.backend.create(definition, client_token=name)
+
+    # --- holding a schedule at the concurrency limit (AWS) -------------------------------------
+
+    def _sync_holds(self, task_ids: Sequence[str]) -> None:
+        """Hold or release these tasks' schedules, then, with a tenant cap, every schedule of
+        their tenants that the cap now holds or releases. Failures are logged: the sweeper
+        looks at held tasks again."""
+        for task_id in task_ids:
+            self._sync_hold_safely(task_id)
+        if self.tenant_cap is None or not task_ids:
+            return
+        with self.sessions() as session:
+            tenants = set(session.scalars(select(Task.tenant_id).where(Task.id.in_(task_ids))))
+        for tenant_id in tenants:
+            with self.sessions() as session:
+                full = self._tenant_running(session, tenant_id) >= self.tenant_cap
+                others = select(Task.id).where(Task.tenant_id == tenant_id)
+                if full:  # every schedule of the tenant that is not held yet
+                    others = others.where(
+                        Task.held_since.is_(None),
+                        Task.status == rules.SCHEDULED,
+                        Task.mode == "native",
+                        Task.kind.not_in(ONE_TIME_KINDS),
+                    )
+                else:
+                    others = others.where(Task.held_since.is_not(None))
+                affected = [t for t in session.scalars(others) if t not in task_ids]
+            for task_id in affected:
+                self._sync_hold_safely(task_id)
+
+    @staticmethod
+    def _tenant_running(session: Session, tenant_id: str) -> int:
+        running = session.scalar(
+            select(func.count())
+            .select_from(Execution)
+            .where(Execution.tenant_id == tenant_id, Execution.status.in_(states.RUNNING))
+        )
+        return int(running or 0)
+
+    def _sync_hold_safely(self, task_id: str) -> None:
+        try:
+            self.sync_hold(task_id)
+        except Exception:  # the sweeper looks at held tasks again
+            logger.exception("holding or releasing the schedule of task %s failed", task_id)
+
+    def sync_hold(self, task_id: str) -> bool | None:
+        """Make the task's schedule match its concurrency limit: DISABLED (held) while as many
+        executions as the limit allows are running (pending or processing: awaiting their
+        callback), or while its tenant has `tenant_cap` running, ENABLED again once neither
+        holds. The task's status stays `scheduled`. On
+        release, a `buffer_one` task whose schedule skipped occurrences while held runs the
+        latest of them once. Returns the new hold state, or None when nothing changed."""
+        now = self.clock()
+        with self.sessions() as session:
+            task = session.get(Task, task_id, with_for_update=True)
+            if task is None:
+                return None
+            limit = control.concurrency_limit(task.overlap, task.max_concurrency)
+            if limit is None and task.held_since is None and self.tenant_cap is None:
+                return None  # no limit, nothing held: the common case costs no count
+            tenant_full = self.tenant_cap is not None and (
+                self._tenant_running(session, task.tenant_id) >= self.tenant_cap
+            )
+            running = session.scalar(
+                select(func.count())
+                .select_from(Execution)
+                .where(Execution.task_id == task_id, Execution.status.in_(states.RUNNING))
+            )
+            holdable = (
+                task.status == rules.SCHEDULED
+                and task.mode == "native"
+                and task.kind not in ONE_TIME_KINDS
+            )
+            at_limit = limit is not None and int(running or 0) >= limit
+            hold = holdable and (at_limit or tenant_full)
+            if hold == (task.held_since is not None):
+                return None
+            buffered: datetime | None = None
+            if not hold and task.held_since is not None and task.overlap == control.BUFFER_ONE:
+                compiled = _compiled(json.dumps(task.schedule, sort_keys=True), task.created_at)
+                skipped = [t for t in compiled.next_fire_times(task.held_since, 1000) if t <= now]
+                buffered = skipped[-1] if skipped else None
+            task.held_since = now if hold else None
+            task.version += 1
+            task.updated_at = now
+            if holdable or not hold:
+                with contextlib.suppress(NotFound):
+                    task.schedule_arn = self.backend.update(definition_for(task))
+            if buffered is not None:
+                self._provision_run(task, buffered, now + timedelta(seconds=2))
+            session.commit()
+            return hold
+
     def _advance(self, task: Task, execution: Execution, now: datetime) -> None:
         """Move the task past this occurrence: chained tasks get their next `at()` schedule,
         one-time tasks (and chained ones with nothing left) complete or fail."""
@@ -720,7 +891,8 @@ class Recorder:
             )
 
     def _finish(self, task: Task, execution: Execution, now: datetime) -> None:
-        task.status = rules.COMPLETED if execution.status == states.SUCCESS else rules.FAILED
+        done = (states.SUCCESS, states.SKIPPED)  # a skipped one-time run is not a failure
+        task.status = rules.COMPLETED if execution.status in done else rules.FAILED
         task.enabled = False
         task.next_fire_at = None
         task.updated_at = now

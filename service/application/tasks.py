@@ -32,7 +32,7 @@ from service.adapters.db.models import AuditEvent, Execution, IdempotencyRecord,
 from service.adapters.db.session import insert_rows
 from service.application.pacing import AdaptiveLimiter
 from service.application.paging import is_uuid, newest_first
-from service.domain import targets
+from service.domain import control, targets
 from service.domain import tasks as rules
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import Conflict, InvalidRequest, InvalidSchedule, NotFound
@@ -48,7 +48,15 @@ from service.domain.schedules import CompiledSchedule, compile_schedule
 
 _TICK = timedelta(microseconds=1)
 CAP_RECOUNT = 10.0  # seconds between counts of a tenant's active tasks
-TASK_FIELDS = {"name", "schedule", "target", "retry", "callback", "metadata"}
+TASK_FIELDS = {
+    "name",
+    "schedule",
+    "target",
+    "retry",
+    "callback",
+    "metadata",
+    *control.CONTROL_FIELDS,
+}
 
 # Provisioning's last step, built once (it runs for every create): the schedule's ARN, and
 # `live` as status only if the row is still `provisioning` (the reconciler may have been first).
@@ -86,6 +94,7 @@ def definition_for(task: Task) -> ScheduleDefinition:
             callback=task.callback,
             task_name=task.name,
             timezone=task.timezone,
+            control=control_of(task),
         )
     return ScheduleDefinition(
         name=task.schedule_name,
@@ -93,13 +102,36 @@ def definition_for(task: Task) -> ScheduleDefinition:
         expression_timezone=task.expression_timezone,
         input=input_text,
         target=direct,
-        enabled=task.enabled,
+        # A schedule held by the recorder (the task at its concurrency limit) stays DISABLED.
+        enabled=task.enabled and task.held_since is None,
         start=task.start_at if task.mode == "native" else None,
         end=task.end_at if task.mode == "native" else None,
         flexible_window_minutes=task.flexible_window_minutes,
         delete_after_completion=task.kind in ("immediate", "once", "delay"),
         description=f"Timebridge task {task.id} ({task.name})"[:512],
     )
+
+
+def control_of(task: Task) -> dict[str, Any]:
+    """The task's execution-control fields (issue 9), with defaults for rows made before them."""
+    return {
+        "overlap": task.overlap or control.ALLOW,
+        "max_concurrency": task.max_concurrency,
+        "priority": task.priority or 0,
+        "window": task.window,
+        "outside_window": task.outside_window or control.SKIP,
+    }
+
+
+def _window_compiles(task: Task) -> bool:
+    """Whether the task's window is stated exactly by its native cron expression."""
+    if task.outside_window == control.DEFER or task.window is None:
+        return False
+    schedule_json = json.dumps(task.schedule, sort_keys=True, default=str)
+    base = _compiled(schedule_json, task.created_at).aws_expression
+    if base is None:
+        return False
+    return control.restrict_cron(base, task.expression_timezone, task.window) is not None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -123,13 +155,34 @@ def _fire_texts(
     return tuple(f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in compiled.next_fire_times(now - _TICK, count))
 
 
+def _windowed_fires(task: Task, schedule_json: str, now: datetime, count: int) -> list[str]:
+    """The next runs of a task with an execution window: occurrences outside it dropped
+    (`skip`) or moved to the window's next opening (`defer`, several merging into one)."""
+    compiled = _compiled(schedule_json, task.created_at)
+    window = task.window or {}
+    runs: list[datetime] = []
+    for instant in compiled.next_fire_times(now - _TICK, count * 20):
+        if task.outside_window == control.DEFER:
+            instant = control.next_opening(window, instant)
+        elif not control.in_window(window, instant):
+            continue
+        if instant not in runs:
+            runs.append(instant)
+        if len(runs) == count:
+            break
+    return [f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in sorted(runs)]
+
+
 def task_view(task: Task, *, now: datetime, count: int = 5) -> dict[str, Any]:
     """The task as the API returns it: secrets redacted, next fires computed."""
     fires: list[str] = []
     if task.status in (rules.SCHEDULED, rules.PROVISIONING) and task.enabled:
         try:
             schedule_json = json.dumps(task.schedule, sort_keys=True)
-            fires = list(_fire_texts(schedule_json, task.created_at, now, count))
+            if task.window:
+                fires = _windowed_fires(task, schedule_json, now, count)
+            else:
+                fires = list(_fire_texts(schedule_json, task.created_at, now, count))
         except InvalidSchedule:  # pragma: no cover - stored schedules compiled once already
             fires = []
     return {
@@ -147,6 +200,7 @@ def task_view(task: Task, *, now: datetime, count: int = 5) -> dict[str, Any]:
         "retry": task.retry,
         "callback": task.callback,
         "metadata": task.task_metadata,
+        **control_of(task),
         "version": task.version,
         "last_error": task.last_error,
         "created_at": f"{task.created_at:%Y-%m-%dT%H:%M:%S.%fZ}",
@@ -338,12 +392,28 @@ class TaskService:
             callback=task.callback,
             task_name=task.name,
             timezone=task.timezone,
+            control=control_of(task),
         )
         return task
 
     def _check_direct(self, task: Task) -> None:
         """A direct target must be reachable by the deployment and its Input fit (rendered
-        with this task's id and name); InvalidRequest names the field."""
+        with this task's id and name); InvalidRequest names the field. EventBridge Scheduler
+        reports nothing back for a direct delivery, so neither a chained schedule (its next
+        occurrence is written when the previous outcome is recorded) nor a window the proxy
+        would check at fire time can work: only what a native expression states is accepted."""
+        if task.mode != "native":
+            raise InvalidRequest(
+                "schedule",
+                "a direct target needs a schedule EventBridge Scheduler can state natively;"
+                " this one is chained from outcome to outcome (use an http target)",
+            )
+        if task.window and not _window_compiles(task):
+            raise InvalidRequest(
+                "window",
+                "a direct target honours only a window compiled into the cron expression"
+                " (outside_window skip, whole hours, the schedule's own time zone)",
+            )
         targets.check_reach(task.target, self.target_policy)
         targets.direct_schedule(task.target, task_id=task.id, task_name=task.name)
 
@@ -395,6 +465,7 @@ class TaskService:
             if not isinstance(metadata, Mapping):
                 raise InvalidRequest("metadata", "must be an object")
             out["metadata"] = dict(metadata)
+        out.update(control.normalize_control(body, partial=partial))
         return out
 
     def _apply(self, task: Task, fields: Mapping[str, Any], now: datetime) -> None:
@@ -403,6 +474,9 @@ class TaskService:
                 setattr(task, key, fields[key])
         if "metadata" in fields:
             task.task_metadata = fields["metadata"]
+        for key in control.CONTROL_FIELDS:
+            if key in fields:
+                setattr(task, key, fields[key])
         compiled: CompiledSchedule | None = fields.get("compiled")
         if compiled is not None:
             task.schedule = fields["schedule"]
@@ -415,6 +489,29 @@ class TaskService:
             task.end_at = compiled.end
             task.flexible_window_minutes = compiled.flexible_window_minutes
             task.next_fire_at = fields["next_fire_at"]
+        if compiled is not None or "window" in fields or "outside_window" in fields:
+            self._compile_window(task, fields, now)
+
+    @staticmethod
+    def _compile_window(task: Task, fields: Mapping[str, Any], now: datetime) -> None:
+        """A `skip` window that a native cron() can state exactly (same time zone, whole hours,
+        days the expression can restrict) is compiled into it; otherwise the proxy checks each
+        occurrence against the window in the Input at fire time (always for `defer`, whose
+        occurrences outside must reach the recorder to be deferred)."""
+        if task.mode != "native":
+            return
+        if fields.get("compiled") is None:  # only the window changed: start from the schedule
+            schedule_json = json.dumps(task.schedule, sort_keys=True, default=str)
+            task.aws_expression = _compiled(schedule_json, task.created_at).aws_expression
+        if task.window is None or task.aws_expression is None:
+            return
+        if task.outside_window == control.DEFER:
+            return
+        restricted = control.restrict_cron(
+            task.aws_expression, task.expression_timezone, task.window
+        )
+        if restricted is not None:
+            task.aws_expression = restricted
 
     # --- read --------------------------------------------------------------------------------
 

@@ -20,10 +20,14 @@ SUCCESS = "success"
 FAILED = "failed"
 TIMEOUT = "timeout"
 TRIGGER_FAILED = "trigger_failed"
-EXECUTION_STATUSES = (PENDING, PROCESSING, SUCCESS, FAILED, TIMEOUT, TRIGGER_FAILED)
-TERMINAL = frozenset({SUCCESS, FAILED, TIMEOUT, TRIGGER_FAILED})
+# Execution control (issue 9): an occurrence not run, with its reason in error_kind
+# (TASK_LOCKED, OUTSIDE_WINDOW). Terminal, never retried, never alerted.
+SKIPPED = "skipped"
+EXECUTION_STATUSES = (PENDING, PROCESSING, SUCCESS, FAILED, TIMEOUT, TRIGGER_FAILED, SKIPPED)
+TERMINAL = frozenset({SUCCESS, FAILED, TIMEOUT, TRIGGER_FAILED, SKIPPED})
+RUNNING = (PENDING, PROCESSING)  # what counts against overlap and concurrency limits
 CALLBACK_REPORTS = (PROCESSING, SUCCESS, FAILED)
-OUTCOMES = (SUCCESS, FAILED, TIMEOUT, TRIGGER_FAILED)
+OUTCOMES = (SUCCESS, FAILED, TIMEOUT, TRIGGER_FAILED, SKIPPED)
 
 
 def after_outcome(current: str | None, outcome: str, *, callback_enabled: bool) -> str:

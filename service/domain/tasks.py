@@ -203,8 +203,14 @@ def schedule_input(
     scheduled_time: str | None = None,
     task_name: str | None = None,
     timezone: str | None = None,
+    control: Mapping[str, Any] | None = None,
 ) -> str:
     """The JSON a schedule hands to the proxy; InvalidRequest when over AWS's 256 KB.
+
+    `control` (issue 9) adds what the proxy and the local engine act on without the database:
+    the task's execution `window` with `outside_window`, a non-zero `priority`, and an
+    `overlap` / `max_concurrency` other than the defaults. Tasks without them keep the Input
+    they had.
 
     A target with placeholders also carries what the proxy needs to fill them that it cannot
     know otherwise (the task's name and time zone); other Inputs stay as they were.
@@ -227,6 +233,15 @@ def schedule_input(
     }
     if has_placeholders(target):
         document["template"] = {"task_name": task_name, "timezone": timezone}
+    if control is not None and control.get("window"):
+        document["window"] = dict(control["window"])
+        document["outside_window"] = control.get("outside_window") or "skip"
+    if control is not None and control.get("priority"):
+        document["priority"] = int(control["priority"])
+    if control is not None and control.get("overlap", "allow") != "allow":
+        document["overlap"] = control["overlap"]
+    if control is not None and control.get("max_concurrency") is not None:
+        document["max_concurrency"] = int(control["max_concurrency"])
     text = json.dumps(document, separators=(",", ":"), sort_keys=True)
     if len(text.encode()) > MAX_INPUT_BYTES:
         raise InvalidRequest(

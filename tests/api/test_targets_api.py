@@ -132,3 +132,26 @@ def test_the_openapi_document_states_the_target_union(client: TestClient) -> Non
     assert kinds == ["http", "lambda", "sqs", "sns", "eventbridge"]
     assert "type" not in members[0]["required"]  # http stays the default
     assert all("type" in member["required"] for member in members[1:])
+
+
+def test_a_direct_target_needs_a_native_schedule_and_a_compiled_window(
+    client: TestClient, db_sessions: sessionmaker[Session]
+) -> None:
+    """EventBridge reports nothing back for a direct delivery (S0-01, S1-14): a schedule chained
+    from outcome to outcome, or a window only the proxy could check, would silently stop or be
+    ignored on AWS, so both are refused; a window the cron states exactly is accepted."""
+    chained = task_body(target=TARGETS["sqs"], schedule={"kind": "fixed_delay", "seconds": 600})
+    error = envelope(client.post("/v1/tasks", json=chained), 422, "VALIDATION_ERROR")
+    assert error["details"][0]["field"] == "schedule"
+    off_hour = {"days": ["mon"], "start": "08:30", "end": "20:00", "timezone": "Asia/Seoul"}
+    windowed = task_body(target=TARGETS["sqs"], window=off_hour)
+    error = envelope(client.post("/v1/tasks", json=windowed), 422, "VALIDATION_ERROR")
+    assert error["details"][0]["field"] == "window"
+    assert stored(db_sessions) == 0 and schedules(db_sessions) == 0
+    exact = {**off_hour, "start": "08:00"}
+    created = client.post("/v1/tasks", json=task_body(target=TARGETS["sqs"], window=exact))
+    assert created.status_code == 201, created.text
+    task = created.json()
+    response = client.patch(f"/v1/tasks/{task['id']}", json={"outside_window": "defer"})
+    assert envelope(response, 422, "VALIDATION_ERROR")["details"][0]["field"] == "window"
+    assert client.get(f"/v1/tasks/{task['id']}").json()["version"] == task["version"]

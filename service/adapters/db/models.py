@@ -147,6 +147,16 @@ class Task(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # --- Added by 0005 (issue 9 part B, execution control) -----------------------------------
+    overlap: Mapped[str] = mapped_column(String(16), default="allow")  # allow|skip|buffer_one
+    max_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    window: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+    outside_window: Mapped[str] = mapped_column(String(8), default="skip")  # skip|defer
+    # Set while the recorder holds the schedule DISABLED because the task is at its limit
+    # (callback-mode executions still running); the task's status stays `scheduled`.
+    held_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # --- end of 0005 -------------------------------------------------------------------------
 
 
 class Execution(Base):
@@ -248,6 +258,9 @@ class LocalSchedule(Base):
     # it never will again; the engine claims due rows by it.
     next_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
     last_fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Added by 0005 (issue 9): the task's priority, read from the Input; same-instant
+    # occurrences are claimed higher first.
+    priority: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class LocalFiring(Base):
@@ -269,6 +282,7 @@ class LocalFiring(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     lease_token: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # added by 0005 (issue 9)
 
 
 class AuditEvent(Base):

@@ -143,6 +143,9 @@ class LocalEngine:
         self._records: queue.Queue[tuple[LocalFiring, dict[str, Any]] | None] | None = None
         self._recording: threading.Thread | None = None
         self.recorder: Any = None
+        # Issue 9: decides at fire time whether a firing runs, is skipped (TASK_LOCKED) or
+        # waits (service.application.control.ConcurrencyGate); None admits everything.
+        self.gate: Any = None
         bind = sessions.kw["bind"]
         self._postgres = bind.dialect.name == "postgresql"
 
@@ -272,7 +275,7 @@ class LocalEngine:
         query = (
             select(LocalSchedule)
             .where(LocalSchedule.enabled, LocalSchedule.next_fire_at <= now)
-            .order_by(LocalSchedule.next_fire_at)
+            .order_by(LocalSchedule.next_fire_at, LocalSchedule.priority.desc())
             .limit(self.batch)
         )
         if self._postgres:
@@ -361,6 +364,7 @@ class LocalEngine:
                 deliveries=0,
                 lease_until=None,
                 created_at=now,
+                priority=row.priority,
             )
         )
         self.stats.fired += 1
@@ -407,7 +411,7 @@ class LocalEngine:
         candidates = (
             select(LocalFiring.id)
             .where(LocalFiring.due_at <= now, free)
-            .order_by(LocalFiring.due_at)
+            .order_by(LocalFiring.due_at, LocalFiring.priority.desc())
             .limit(limit)
         )
         if self._postgres:
@@ -432,7 +436,7 @@ class LocalEngine:
                 session.scalars(
                     select(LocalFiring)
                     .where(LocalFiring.lease_token == token)
-                    .order_by(LocalFiring.due_at)
+                    .order_by(LocalFiring.due_at, LocalFiring.priority.desc())
                 )
             )
 
@@ -460,6 +464,8 @@ class LocalEngine:
         batching = self._records is not None
         try:
             event = self._event(firing)
+            if self.gate is not None and not self._admitted(firing, event):
+                return  # skipped and recorded, or back in the outbox to wait
             if batching:
                 # The call here; recording (and clearing the outbox row) in batches by the
                 # recording thread, one transaction for many deliveries.
@@ -475,7 +481,31 @@ class LocalEngine:
         else:
             self._clear([firing])
             self.stats.delivered += 1
+        if self.gate is not None:
+            self.gate.done(firing.id)
         self._release(1)
+
+    def _admitted(self, firing: LocalFiring, event: dict[str, Any]) -> bool:
+        """The gate's verdict (issue 9). A skipped occurrence is recorded and leaves the outbox;
+        a waiting one stays there, due again in a second. Releases the worker unless admitted."""
+        verdict = self.gate.admit(firing.id, event)
+        if verdict == "run":
+            return True
+        try:
+            if verdict == "skip":
+                self.gate.record_skip(event)
+                self._clear([firing])
+            else:
+                with self.sessions() as session:
+                    session.execute(
+                        update(LocalFiring)
+                        .where(LocalFiring.id == firing.id)
+                        .values(due_at=self.clock() + timedelta(seconds=1), lease_until=None)
+                    )
+                    session.commit()
+        finally:
+            self._release(1)
+        return False
 
     def _release(self, count: int) -> None:
         with self._in_flight_lock:
@@ -526,6 +556,9 @@ class LocalEngine:
             self.stats.failed_deliveries += len(batch)
             logger.exception("recording %d outcomes failed; they will be redelivered", len(batch))
         finally:
+            if self.gate is not None:
+                for firing, _ in batch:
+                    self.gate.done(firing.id)
             self._release(len(batch))
 
     def _record_together(self, batch: list[tuple[LocalFiring, dict[str, Any]]]) -> None:

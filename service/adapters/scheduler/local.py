@@ -172,6 +172,19 @@ def _copy_into(row: LocalSchedule, definition: ScheduleDefinition) -> None:
     row.flexible_window_minutes = definition.flexible_window_minutes
     row.delete_after_completion = definition.delete_after_completion
     row.description = definition.description
+    row.priority = input_priority(definition.input)
+
+
+def input_priority(input_text: str) -> int:
+    """The task priority an Input carries (issue 9; 0 when none): the engine claims
+    same-instant occurrences in its order."""
+    if '"priority"' not in input_text:
+        return 0
+    try:
+        value = json.loads(input_text).get("priority", 0)
+    except (ValueError, AttributeError):
+        return 0
+    return value if type(value) is int else 0
 
 
 def _definition_of(row: LocalSchedule) -> ScheduleDefinition:

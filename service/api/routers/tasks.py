@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
@@ -29,7 +29,30 @@ TASK_EXAMPLE: dict[str, Any] = {
     "retry": {"max_attempts": 6, "base_delay_seconds": 60, "max_delay_seconds": 3600},
     "callback": {"enabled": False, "timeout_seconds": 3600},
     "metadata": {"team": "reports"},
+    "overlap": "skip",
+    "max_concurrency": 1,
+    "priority": 10,
+    "window": {
+        "days": ["mon", "tue", "wed", "thu", "fri"],
+        "start": "08:00",
+        "end": "20:00",
+        "timezone": "Asia/Seoul",
+    },
+    "outside_window": "skip",
 }
+
+# Execution control (issue 9): the same optional fields on create, patch and batch items.
+Overlap = Literal["allow", "skip", "buffer_one"]
+OutsideWindow = Literal["skip", "defer"]
+OVERLAP_DOC = (
+    "What an occurrence does while the task's previous execution still runs: run anyway "
+    "(allow), be recorded as skipped with TASK_LOCKED (skip), or wait for it, one at most "
+    "(buffer_one)."
+)
+WINDOW_DOC = (
+    'When occurrences may run: {"days": ["mon", ...], "start": "08:00", "end": "20:00", '
+    '"timezone": "Europe/Berlin"}; end after start; null removes it.'
+)
 
 
 class TaskIn(BaseModel):
@@ -43,6 +66,19 @@ class TaskIn(BaseModel):
     retry: dict[str, Any] | None = None
     callback: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    overlap: Overlap | None = Field(default=None, description=OVERLAP_DOC)
+    max_concurrency: int | None = Field(
+        default=None, ge=1, le=10000, strict=True, description="Executions of this task at once."
+    )
+    priority: int | None = Field(
+        default=None,
+        strict=True,
+        description="Higher first among same-instant occurrences (local engine; not on AWS).",
+    )
+    window: dict[str, Any] | None = Field(default=None, description=WINDOW_DOC)
+    outside_window: OutsideWindow | None = Field(
+        default=None, description="Outside the window: skip the occurrence or defer it."
+    )
 
 
 class TaskPatch(BaseModel):
@@ -50,7 +86,12 @@ class TaskPatch(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"schedule": {"kind": "daily", "time": "10:00"}}]},
+        json_schema_extra={
+            "examples": [
+                {"schedule": {"kind": "daily", "time": "10:00"}},
+                {"overlap": "buffer_one", "priority": 5, "window": None},
+            ]
+        },
     )
 
     name: str | None = Field(default=None, min_length=1, max_length=255)
@@ -61,6 +102,19 @@ class TaskPatch(BaseModel):
     retry: dict[str, Any] | None = None
     callback: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    overlap: Overlap | None = Field(default=None, description=OVERLAP_DOC)
+    max_concurrency: int | None = Field(
+        default=None, ge=1, le=10000, strict=True, description="Executions of this task at once."
+    )
+    priority: int | None = Field(
+        default=None,
+        strict=True,
+        description="Higher first among same-instant occurrences (local engine; not on AWS).",
+    )
+    window: dict[str, Any] | None = Field(default=None, description=WINDOW_DOC)
+    outside_window: OutsideWindow | None = Field(
+        default=None, description="Outside the window: skip the occurrence or defer it."
+    )
 
 
 class TaskOut(BaseModel):
@@ -78,6 +132,11 @@ class TaskOut(BaseModel):
     retry: dict[str, Any]
     callback: dict[str, Any]
     metadata: dict[str, Any]
+    overlap: Overlap = "allow"
+    max_concurrency: int | None = None
+    priority: int = 0
+    window: dict[str, Any] | None = None
+    outside_window: OutsideWindow = "skip"
     version: int
     last_error: str | None
     created_at: str
