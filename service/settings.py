@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     rate_limit_per_minute: int = Field(default=1200, ge=1)  # per tenant, per process
     max_active_tasks: int = Field(default=100_000, ge=1)  # per tenant
+    # Backfill (issue 9): queued past occurrences start at most this many per second, and one
+    # request may queue at most `backfill_max`.
+    backfill_rate_per_second: float = Field(default=2.0, gt=0, le=1000)
+    backfill_max: int = Field(default=1000, ge=1, le=100_000)
 
     @field_validator("allowed_target_hosts", mode="before")
     @classmethod

@@ -29,13 +29,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import Alert, Execution, Task
+from service.application import triggers
 from service.application.tasks import _compiled, definition_for
+from service.application.triggers import Invoker
 from service.domain import executions as states
 from service.domain import tasks as rules
 from service.domain.clock import Clock, utc_now
@@ -47,12 +49,18 @@ from service.domain.provisioning import (
     retry_schedule_name,
 )
 from service.domain.schedules import at_expression
+from service.domain.triggers import TRIGGER_KINDS
 from service.metrics import Metrics
 
 logger = logging.getLogger("timebridge.recorder")
 
 ONE_TIME_KINDS = ("immediate", "once", "delay")
 SCHEDULE, RETRY, MANUAL = "schedule", "retry", "manual"
+# Runs started by events and chains (issue 9) are not retried (a retry's Input could not carry
+# the event) and, like backfilled occurrences, do not move their task's schedule.
+EVENT_TRIGGERED = ("event", "chain")
+NOT_RETRIED = (MANUAL, *EVENT_TRIGGERED)
+NOT_ADVANCING = (*NOT_RETRIED, "backfill")
 BODY_EXCERPT = 4096
 
 
@@ -91,6 +99,7 @@ class Outcome:
     schedule_arn: str | None = None
     delivery_attempt: int | None = None
     retry_after_seconds: float | None = None
+    published: Mapping[str, Any] | None = None  # an `event` target's {"topic", "payload"}
 
     @property
     def occurrence_key(self) -> str:
@@ -133,6 +142,7 @@ def outcome_from_record(record: Mapping[str, Any]) -> Outcome:
         schedule_arn=_text_or_none(record.get("schedule_arn"), 512),
         delivery_attempt=_int_or_none(record.get("delivery_attempt")),
         retry_after_seconds=_retry_after(headers.get("retry-after")),
+        published=_published(record.get("published")),
     )
 
 
@@ -222,6 +232,8 @@ class Recorder:
         self.lateness_threshold_seconds = lateness_threshold_seconds
         self.retention_days = retention_days
         self.rng = rng or random.Random()
+        # Starts runs for events and chains (set by the container: the run path's invoker).
+        self.invoker: Invoker | None = None
 
     # --- outcomes ------------------------------------------------------------------------------
 
@@ -305,6 +317,18 @@ class Recorder:
         else:  # a callback, or a manual run, made the row first
             current = execution.status
         self._apply_outcome(session, task, execution, outcome, now, published)
+        if outcome.published is not None and outcome.status == states.SUCCESS:
+            # An `event` target fired: publish within the tenant, once per execution.
+            started = triggers.publish_in(
+                session,
+                task.tenant_id,
+                str(outcome.published["topic"]),
+                outcome.published.get("payload"),
+                key_prefix=f"tgt:{execution.id}",
+                depth=(execution.trigger_depth or 0) + 1,
+                now=now,
+            )
+            execution.followups_pending = execution.followups_pending or bool(started)
         callbacks = bool(task.callback.get("enabled"))
         execution.status = states.after_outcome(current, outcome.status, callback_enabled=callbacks)
         if execution.status in states.TERMINAL:
@@ -348,7 +372,7 @@ class Recorder:
         if execution.planned_at is None:
             execution.planned_at = self._planned_at(session, execution)
         execution.late_seconds = states.lateness_seconds(execution.planned_at, execution.started_at)
-        if execution.trigger != MANUAL and states.is_late(
+        if execution.trigger in (SCHEDULE, RETRY) and states.is_late(
             execution.late_seconds,
             threshold_seconds=self.lateness_threshold_seconds,
             flexible_window_minutes=task.flexible_window_minutes,
@@ -571,7 +595,7 @@ class Recorder:
         retry = task.retry or rules.DEFAULT_RETRY
         if (
             live
-            and execution.trigger != MANUAL
+            and execution.trigger not in NOT_RETRIED
             and states.should_retry(
                 execution.status,
                 execution.status_code,
@@ -592,7 +616,11 @@ class Recorder:
             ) + timedelta(seconds=1)
             execution.followups_pending = True
             return
-        if execution.status != states.SUCCESS:
+        # Final: publish task.<name>.succeeded|failed, start completed chains, and let the
+        # tasks that depend on this one re-read their gate (carried out after the commit).
+        if triggers.on_final(session, task, execution, now) or triggers.dependents(session, task):
+            execution.followups_pending = True
+        if execution.status not in (states.SUCCESS, states.SKIPPED):
             published.append(
                 self._alert(
                     session,
@@ -607,7 +635,7 @@ class Recorder:
                     now,
                 ),
             )
-        if execution.trigger == MANUAL or not live:
+        if execution.trigger in NOT_ADVANCING or not live:
             return
         if task.kind == "fixed_delay" or task.kind in ONE_TIME_KINDS or chained:
             execution.followups_pending = True  # the next run, or the task's completion
@@ -634,10 +662,51 @@ class Recorder:
             live = task.status in rules.LIVE_STATUSES or task.status == rules.PROVISIONING
             if live and execution.retry_at is not None:
                 self._provision_retry(task, execution)
-            elif live:
+            elif live and execution.trigger not in NOT_ADVANCING:
                 self._advance(task, execution, now)
+            self._refresh_gates(session, task)
+            started = self._triggered_by(session, execution)
             execution.followups_pending = False
             session.commit()
+        triggers.dispatch(self.sessions, self.invoker, started)
+
+    def _triggered_by(self, session: Session, execution: Execution) -> list[str]:
+        """Runs this execution started (by its outcome topic, a chain or its event target)
+        that have not reported yet: fired after the commit (again after a crash: at least
+        once, with the same occurrence key)."""
+        keys = (f"evt:{execution.id}:%", f"tgt:{execution.id}:%")
+        return list(
+            session.scalars(
+                select(Execution.id)
+                .where(
+                    or_(*(Execution.trigger_key.like(key) for key in keys)),
+                    Execution.outcome_recorded.is_(False),
+                    Execution.status == states.PENDING,
+                )
+                .order_by(Execution.created_at, Execution.id)
+            )
+        )
+
+    def _refresh_gates(self, session: Session, task: Task) -> None:
+        """Open or close the dependency gate of the tasks that depend on `task`; a changed gate
+        is pushed into the schedule's Input, so the proxy skips (or calls) without a DB read."""
+        # Read everything first, unflushed: on SQLite a flush here would hold the write lock
+        # that the local backend's own session needs for the updates below.
+        with session.no_autoflush:
+            gates = [
+                (dependent, triggers.dependency_gate(session, dependent))
+                for dependent in triggers.dependents(session, task)
+            ]
+        for dependent, gate in gates:
+            if gate == dependent.dependency_gate:
+                continue
+            dependent.dependency_gate = gate
+            dependent.version += 1
+            dependent.updated_at = self.clock()
+            if dependent.aws_expression is None or dependent.kind in TRIGGER_KINDS:
+                continue
+            with contextlib.suppress(NotFound):  # gone: the reconciler recreates it with the gate
+                dependent.schedule_arn = self.backend.update(definition_for(dependent))
 
     def _provision_retry(self, task: Task, execution: Execution) -> None:
         assert execution.retry_at is not None
@@ -780,6 +849,12 @@ def _int_or_none(value: Any) -> int | None:
 
 def _text_or_none(value: Any, limit: int) -> str | None:
     return value[:limit] if isinstance(value, str) else None
+
+
+def _published(value: Any) -> Mapping[str, Any] | None:
+    if isinstance(value, Mapping) and isinstance(value.get("topic"), str):
+        return {"topic": value["topic"], "payload": value.get("payload")}
+    return None
 
 
 def _retry_after(value: Any) -> float | None:

@@ -33,6 +33,7 @@ from service.adapters.db.session import insert_rows
 from service.application.pacing import AdaptiveLimiter
 from service.application.paging import is_uuid, newest_first
 from service.domain import tasks as rules
+from service.domain import triggers
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import Conflict, InvalidRequest, InvalidSchedule, NotFound
 from service.domain.provisioning import (
@@ -46,7 +47,7 @@ from service.domain.schedules import CompiledSchedule, compile_schedule
 
 _TICK = timedelta(microseconds=1)
 CAP_RECOUNT = 10.0  # seconds between counts of a tenant's active tasks
-TASK_FIELDS = {"name", "schedule", "target", "retry", "callback", "metadata"}
+TASK_FIELDS = {"name", "schedule", "target", "retry", "callback", "metadata", "depends_on"}
 
 # Provisioning's last step, built once (it runs for every create): the schedule's ARN, and
 # `live` as status only if the row is still `provisioning` (the reconciler may have been first).
@@ -81,6 +82,7 @@ def definition_for(task: Task) -> ScheduleDefinition:
             callback=task.callback,
             task_name=task.name,
             timezone=task.timezone,
+            gate=task.dependency_gate,
         ),
         enabled=task.enabled,
         start=task.start_at if task.mode == "native" else None,
@@ -115,7 +117,8 @@ def _fire_texts(
 def task_view(task: Task, *, now: datetime, count: int = 5) -> dict[str, Any]:
     """The task as the API returns it: secrets redacted, next fires computed."""
     fires: list[str] = []
-    if task.status in (rules.SCHEDULED, rules.PROVISIONING) and task.enabled:
+    timed = task.kind not in triggers.TRIGGER_KINDS
+    if timed and task.status in (rules.SCHEDULED, rules.PROVISIONING) and task.enabled:
         try:
             schedule_json = json.dumps(task.schedule, sort_keys=True)
             fires = list(_fire_texts(schedule_json, task.created_at, now, count))
@@ -138,6 +141,13 @@ def task_view(task: Task, *, now: datetime, count: int = 5) -> dict[str, Any]:
         "metadata": task.task_metadata,
         "version": task.version,
         "last_error": task.last_error,
+        # Issue 9 part A: dependencies and trigger counts.
+        "depends_on": list(task.depends_on or []),
+        "dependency_gate": task.dependency_gate,
+        "trigger_count": task.trigger_count or 0,
+        "last_triggered_at": (
+            f"{task.last_triggered_at:%Y-%m-%dT%H:%M:%S.%fZ}" if task.last_triggered_at else None
+        ),
         "created_at": f"{task.created_at:%Y-%m-%dT%H:%M:%S.%fZ}",
         "updated_at": f"{task.updated_at:%Y-%m-%dT%H:%M:%S.%fZ}",
     }
@@ -216,6 +226,8 @@ class TaskService:
                 if earlier is None:
                     raise
                 return earlier, False
+        if task.kind in triggers.TRIGGER_KINDS:
+            return task_view(task, now=now), True  # nothing to provision: live already
         definition = definition_for(task)
         try:
             arn = self.provision_schedule(definition, task)
@@ -313,7 +325,14 @@ class TaskService:
             updated_at=now,
         )
         self._apply(task, fields, now)
-        rules.check_placeholders(task.target, task.callback)
+        rules.check_placeholders(
+            task.target, task.callback, event_names=task.kind in triggers.TRIGGER_KINDS
+        )
+        if task.kind in triggers.TRIGGER_KINDS:
+            task.status = rules.SCHEDULED  # an event or after task waits for its trigger
+        if task.depends_on or task.kind == triggers.AFTER:
+            with self.sessions() as session:
+                self._check_links(session, task)
         rules.schedule_input(
             task_id=task.id,
             tenant_id=tenant_id,
@@ -338,10 +357,20 @@ class TaskService:
             if not isinstance(name, str) or not 1 <= len(name.strip()) <= 255:
                 raise InvalidRequest("name", "is required: 1-255 characters")
             out["name"] = name.strip()
+        if "depends_on" in body:
+            out["depends_on"] = triggers.check_task_ids(
+                body.get("depends_on") or [], "depends_on", allow_empty=True
+            )
         if "schedule" in body or not partial:
             schedule = body.get("schedule")
             if not isinstance(schedule, Mapping):
                 raise InvalidSchedule("schedule", "is required: an object with a kind")
+            if schedule.get("kind") in triggers.TRIGGER_KINDS:
+                # An event or after trigger: validated here, nothing to compile or provision.
+                out["schedule"] = triggers.check_trigger_schedule(schedule)
+                out["trigger_schedule"] = True
+        if ("schedule" in body or not partial) and "trigger_schedule" not in out:
+            schedule = body["schedule"]
             schedule_json = json.dumps(schedule, sort_keys=True, default=str)
             compiled = _compiled(schedule_json, now)
             upcoming = _next_fires(schedule_json, now)
@@ -378,6 +407,17 @@ class TaskService:
         for key in ("name", "target", "retry", "callback"):
             if key in fields:
                 setattr(task, key, fields[key])
+        if "depends_on" in fields:
+            task.depends_on = list(fields["depends_on"]) or None
+        if fields.get("trigger_schedule"):
+            task.schedule = fields["schedule"]
+            task.kind = fields["schedule"]["kind"]
+            task.mode = triggers.TRIGGER_MODE
+            task.timezone = "UTC"
+            task.aws_expression = None
+            task.expression_timezone = "UTC"
+            task.start_at = task.end_at = task.flexible_window_minutes = None
+            task.next_fire_at = None
         if "metadata" in fields:
             task.task_metadata = fields["metadata"]
         compiled: CompiledSchedule | None = fields.get("compiled")
@@ -437,8 +477,23 @@ class TaskService:
             if "target" in fields:
                 fields["target"] = rules.keep_redacted_secrets(fields["target"], task.target)
             self._apply(task, fields, now)
-            rules.check_placeholders(task.target, task.callback)
+            rules.check_placeholders(
+                task.target, task.callback, event_names=task.kind in triggers.TRIGGER_KINDS
+            )
+            if "depends_on" in fields or "schedule" in fields:
+                # No flush: on SQLite our write lock would block the local backend's write.
+                with session.no_autoflush:
+                    self._check_links(session, task)
             return self._push_and_commit(session, task, now)
+
+    def _check_links(self, session: Session, task: Task) -> None:
+        """Upstream tasks must be the tenant's (404) and form no cycle (422); the dependency
+        gate starts from what the dependencies' latest executions say."""
+        from service.application.triggers import check_graph, dependency_gate
+
+        if task.depends_on or task.kind == triggers.AFTER:  # only new edges can close a cycle
+            check_graph(session, task.tenant_id, task.id, task.schedule, task.depends_on)
+        task.dependency_gate = dependency_gate(session, task) if task.depends_on else None
 
     def pause(self, tenant_id: str, task_id: str) -> dict[str, Any]:
         return self._set_enabled(tenant_id, task_id, enabled=False)
@@ -503,8 +558,11 @@ class TaskService:
         session.commit()
         return task_view(task, now=now)
 
-    def _push(self, task: Task) -> str:
+    def _push(self, task: Task) -> str | None:
         """Make the backend hold the row's schedule (create it if it vanished)."""
+        if task.kind in triggers.TRIGGER_KINDS:
+            self.backend.delete(task.schedule_name)  # e.g. a timed task turned into a chain
+            return None
         definition = definition_for(task)
         try:
             return self.backend.update(definition)

@@ -42,6 +42,7 @@ class TaskIn(BaseModel):
     retry: dict[str, Any] | None = None
     callback: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    depends_on: list[str] | None = None
 
 
 class TaskPatch(BaseModel):
@@ -58,6 +59,7 @@ class TaskPatch(BaseModel):
     retry: dict[str, Any] | None = None
     callback: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    depends_on: list[str] | None = None
 
 
 class TaskOut(BaseModel):
@@ -77,6 +79,10 @@ class TaskOut(BaseModel):
     metadata: dict[str, Any]
     version: int
     last_error: str | None
+    depends_on: list[str] = []
+    dependency_gate: str | None = None
+    trigger_count: int = 0
+    last_triggered_at: str | None = None
     created_at: str
     updated_at: str
 
