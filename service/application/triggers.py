@@ -142,10 +142,23 @@ def _stamp(session: Session, task_id: str, now: datetime) -> datetime:
     the transaction (a manual-style occurrence never shares a key with a scheduled one)."""
     used: set[tuple[str, datetime]] = session.info.setdefault("tb_trigger_stamps", set())
     moment = now if now.microsecond else now.replace(microsecond=1)
-    while (task_id, moment) in used:
+    while (task_id, moment) in used or _taken(session, task_id, moment):
         moment += _TICK
     used.add((task_id, moment))
     return moment
+
+
+def _taken(session: Session, task_id: str, moment: datetime) -> bool:
+    return (
+        session.scalar(
+            select(Execution.id).where(
+                Execution.task_id == task_id,
+                Execution.scheduled_time == moment,
+                Execution.attempt == 1,
+            )
+        )
+        is not None
+    )
 
 
 def start_run(
@@ -318,7 +331,11 @@ def latest_final(session: Session, task_id: str) -> Execution | None:
             Execution.status.in_(tuple(states.TERMINAL)),
             Execution.retry_at.is_(None),
         )
-        .order_by(Execution.finished_at.desc(), Execution.created_at.desc())
+        .order_by(
+            Execution.finished_at.desc(),
+            Execution.scheduled_time.desc(),
+            Execution.created_at.desc(),
+        )
         .limit(1)
     )
 
@@ -507,9 +524,15 @@ class TriggerService:
             if self._worker is not None and self._worker.is_alive():
                 return
             self._worker = threading.Thread(
-                target=self.dispatch_backfill, name="timebridge-backfill", daemon=True
+                target=self._work, name="timebridge-backfill", daemon=True
             )
             self._worker.start()
+
+    def _work(self) -> None:
+        try:
+            self.dispatch_backfill()
+        except Exception:  # the rows stay queued: the next request or `timebridge sweep` resumes
+            logger.exception("backfill dispatch stopped")
 
     def dispatch_backfill(self, *, limit: int | None = None) -> int:
         """Fire queued backfill occurrences oldest first, one every 1/rate seconds, until none
