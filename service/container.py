@@ -3,6 +3,7 @@ The API, the CLI and the Lambda handlers all build their objects here, once."""
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from service.application.reconcile import Reconciler
 from service.application.recorder import AlertSink, LogAlertSink, Recorder
 from service.application.tasks import TaskService
 from service.application.tenancy import TenancyService
-from service.application.triggers import TriggerService
+from service.application.triggers import TriggerService, gate_for
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import TimebridgeError
 from service.domain.provisioning import SchedulerBackend
@@ -209,6 +210,7 @@ def assemble(
             workers=settings.engine_workers,
             lock_path=sqlite_lock_path(settings.database_url),
         )
+        local_engine.dependency_gate = functools.partial(gate_for, sessions)
         if isinstance(backend, LocalSchedulerBackend):
             backend.on_change = local_engine.wake
         if invoker is None:

@@ -83,6 +83,7 @@ def definition_for(task: Task) -> ScheduleDefinition:
             task_name=task.name,
             timezone=task.timezone,
             gate=task.dependency_gate,
+            dependent=bool(task.depends_on),
         ),
         enabled=task.enabled,
         start=task.start_at if task.mode == "native" else None,

@@ -357,6 +357,16 @@ def dependency_gate(session: Session, task: Task) -> str | None:
     return None
 
 
+def gate_for(sessions: sessionmaker[Session], task_id: str) -> str | None:
+    """The dependency gate of a task as of now, read from the database (the local engine's
+    fire-time check)."""
+    with sessions() as session:
+        task = session.get(Task, task_id) if is_uuid(task_id) else None
+        if task is None or not task.depends_on:
+            return None
+        return dependency_gate(session, task)
+
+
 def dependents(session: Session, task: Task) -> list[Task]:
     """The tenant's live tasks that name `task` in `depends_on`."""
     rows = session.scalars(

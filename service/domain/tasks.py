@@ -219,11 +219,13 @@ def schedule_input(
     task_name: str | None = None,
     timezone: str | None = None,
     gate: str | None = None,
+    dependent: bool = False,
 ) -> str:
     """The JSON a schedule hands to the proxy; InvalidRequest when over AWS's 256 KB.
 
     `gate` (e.g. DEPENDENCY_FAILED) tells the proxy to call nothing and report the occurrence
     as skipped: the recorder sets it while a dependency's latest execution has not succeeded.
+    `dependent` marks a task with dependencies, so the local engine re-reads them at fire time.
 
     A target with placeholders also carries what the proxy needs to fill them that it cannot
     know otherwise (the task's name and time zone); other Inputs stay as they were.
@@ -248,6 +250,8 @@ def schedule_input(
         document["template"] = {"task_name": task_name, "timezone": timezone}
     if gate is not None:
         document["gate"] = gate
+    if dependent:
+        document["dependent"] = True
     text = json.dumps(document, separators=(",", ":"), sort_keys=True)
     if len(text.encode()) > MAX_INPUT_BYTES:
         raise InvalidRequest(

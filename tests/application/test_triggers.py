@@ -495,3 +495,37 @@ def test_backfill_max_truncates_and_bad_windows_are_refused(world: World) -> Non
             task_id,
             {"from": text(now - timedelta(hours=1)), "to": text(now)},
         )
+
+
+def test_the_local_engine_reads_dependencies_at_fire_time(world: World) -> None:
+    """S1-14 locally exact: even before the recorder has pushed a closed gate into the Input,
+    the engine re-reads the dependencies as the firing leaves and the occurrence is skipped."""
+    from functools import partial
+
+    from service.adapters.scheduler.engine import LocalEngine
+    from service.application.recorder import new_execution
+    from service.application.triggers import gate_for
+
+    dependency = world.create("extract", {"kind": "cron", "expression": "0 0 1 1 *"})
+    report = world.create(
+        "report", {"kind": "rate", "expression": "rate(1 hour)"}, depends_on=[dependency]
+    )
+    world.history.run_now(world.tenant, dependency)  # succeeds: the Input's gate opens
+    assert world.task(report).dependency_gate is None
+    with world.sessions() as session:  # then a failure lands, its follow-ups not yet done
+        failed = new_execution(
+            world.task(dependency), world.clock() + timedelta(minutes=1), 1, world.clock()
+        )
+        failed.status, failed.finished_at = "failed", world.clock() + timedelta(minutes=1)
+        failed.outcome_recorded = True
+        session.add(failed)
+        session.commit()
+
+    engine = LocalEngine(world.sessions, world.invoker.delivery, clock=world.clock)
+    engine.dependency_gate = partial(gate_for, world.sessions)
+    world.clock.advance(hours=1, seconds=1)
+    engine.run_once()
+
+    [run] = world.executions(report)
+    assert (run.status, run.error_kind) == ("skipped", "DEPENDENCY_FAILED")
+    assert "/report" not in world.target.paths()
