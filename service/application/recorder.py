@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -327,6 +327,7 @@ class Recorder:
                 key_prefix=f"tgt:{execution.id}",
                 depth=(execution.trigger_depth or 0) + 1,
                 now=now,
+                source=execution.id,
             )
             execution.followups_pending = execution.followups_pending or bool(started)
         callbacks = bool(task.callback.get("enabled"))
@@ -674,12 +675,11 @@ class Recorder:
         """Runs this execution started (by its outcome topic, a chain or its event target)
         that have not reported yet: fired after the commit (again after a crash: at least
         once, with the same occurrence key)."""
-        keys = (f"evt:{execution.id}:%", f"tgt:{execution.id}:%")
         return list(
             session.scalars(
                 select(Execution.id)
                 .where(
-                    or_(*(Execution.trigger_key.like(key) for key in keys)),
+                    Execution.source_execution_id == execution.id,
                     Execution.outcome_recorded.is_(False),
                     Execution.status == states.PENDING,
                 )

@@ -170,6 +170,7 @@ def start_run(
     event: Mapping[str, Any],
     depth: int,
     now: datetime,
+    source: str | None = None,
 ) -> Execution | None:
     """A pending execution for a triggered run (None if `key` started one already). A task
     whose dependencies have not succeeded gets a `skipped` execution instead (DEPENDENCY_FAILED):
@@ -182,6 +183,7 @@ def start_run(
     execution.trigger_key = key
     execution.trigger_event = {"topic": event["topic"], "payload": event.get("payload")}
     execution.trigger_depth = depth
+    execution.source_execution_id = source
     execution.planned_at = now
     if task.depends_on and dependency_gate(session, task) is not None:
         skip(execution, now)
@@ -232,6 +234,7 @@ def publish_in(
     depth: int,
     now: datetime,
     exclude: str | None = None,
+    source: str | None = None,
 ) -> list[Execution]:
     """Start every matching event task of the tenant; returns the executions made."""
     if depth > MAX_DEPTH:
@@ -249,6 +252,7 @@ def publish_in(
             event={"topic": topic, "payload": payload},
             depth=depth,
             now=now,
+            source=source,
         )
         if execution is not None:
             made.append(execution)
@@ -288,6 +292,7 @@ def on_final(session: Session, task: Task, execution: Execution, now: datetime) 
         depth=depth,
         now=now,
         exclude=task.id,
+        source=execution.id,
     )
     if depth > MAX_DEPTH:
         return made
@@ -315,6 +320,7 @@ def on_final(session: Session, task: Task, execution: Execution, now: datetime) 
             event={"topic": topic, "payload": payload},
             depth=depth,
             now=now,
+            source=execution.id,
         )
         if started is not None:
             made.append(started)

@@ -211,6 +211,9 @@ class Execution(Base):
     # The event it runs for ({"topic", "payload"}) and how many hops from a first trigger.
     trigger_event: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
     trigger_depth: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The execution whose end (or event target) started this run: the recorder fires the runs
+    # an execution started after its commit, found by this index.
+    source_execution_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     # --- end of 0004 ---
 
 

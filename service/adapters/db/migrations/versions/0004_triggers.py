@@ -31,12 +31,20 @@ def upgrade() -> None:
         "executions",
         sa.Column("trigger_depth", sa.Integer(), nullable=False, server_default="0"),
     )
+    op.add_column(
+        "executions", sa.Column("source_execution_id", sa.String(length=36), nullable=True)
+    )
     op.create_index("ix_executions_trigger_key", "executions", ["trigger_key"], unique=True)
+    op.create_index(
+        "ix_executions_source_execution_id", "executions", ["source_execution_id"], unique=False
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_executions_source_execution_id", table_name="executions")
     op.drop_index("ix_executions_trigger_key", table_name="executions")
     with op.batch_alter_table("executions") as batch:
+        batch.drop_column("source_execution_id")
         batch.drop_column("trigger_depth")
         batch.drop_column("trigger_event")
         batch.drop_column("trigger_key")
