@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -667,9 +667,19 @@ class Recorder:
                 self._advance(task, execution, now)
             self._refresh_gates(session, task)
             started = self._triggered_by(session, execution)
-            execution.followups_pending = False
+            # Runs this execution started are fired after the commit; the mark stays until
+            # they are, so a crash in between is finished by a redelivery or the sweeper.
+            execution.followups_pending = bool(started)
             session.commit()
-        triggers.dispatch(self.sessions, self.invoker, started)
+        if started:
+            triggers.dispatch(self.sessions, self.invoker, started)
+            with self.sessions() as session:
+                session.execute(
+                    update(Execution)
+                    .where(Execution.id == execution_id)
+                    .values(followups_pending=False)
+                )
+                session.commit()
 
     def _triggered_by(self, session: Session, execution: Execution) -> list[str]:
         """Runs this execution started (by its outcome topic, a chain or its event target)

@@ -529,3 +529,50 @@ def test_the_local_engine_reads_dependencies_at_fire_time(world: World) -> None:
     [run] = world.executions(report)
     assert (run.status, run.error_kind) == ("skipped", "DEPENDENCY_FAILED")
     assert "/report" not in world.target.paths()
+
+
+def test_a_crash_before_the_next_step_is_fired_is_finished_by_the_sweeper(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run a pipeline step starts is committed with its source; if the process dies before
+    invoking it, the source keeps its follow-up mark and the sweeper fires it (once)."""
+    from service.application import triggers as module
+    from tests.application.fakes import Crash
+
+    world.create("extract", {"kind": "event", "topic": "nightly"})
+    load = world.create("load", {"kind": "event", "topic": "task.extract.succeeded"})
+    real_dispatch = module.dispatch
+    calls: list[int] = []
+
+    def crashing(*args: Any) -> int:
+        calls.append(1)
+        if len(calls) == 2:  # the first is the event's own run; the second starts `load`
+            raise Crash()
+        return real_dispatch(*args)
+
+    monkeypatch.setattr(module, "dispatch", crashing)
+    with pytest.raises(Crash):
+        world.triggers.publish(world.tenant, "nightly", None)
+    [pending] = world.executions(load)
+    assert pending.status == "pending" and "/load" not in world.target.paths()
+
+    monkeypatch.setattr(module, "dispatch", real_dispatch)
+    assert world.recorder.sweep()["followups_finished"] >= 1
+    assert world.target.paths().count("/load") == 1
+    assert world.recorder.sweep()["followups_finished"] == 0
+    [done] = world.executions(load)
+    assert done.status == "success"
+
+
+def test_an_event_run_of_a_gated_task_is_recorded_skipped(world: World) -> None:
+    """S1-14: event and chain runs check depends_on when they start (exact on both backends)."""
+    dependency = world.create("extract", {"kind": "rate", "expression": "rate(1 hour)"})
+    gated = world.create("gated", {"kind": "event", "topic": "go"}, depends_on=[dependency])
+    result = world.triggers.publish(world.tenant, "go", None)
+    [execution] = result["executions"]
+    assert (execution["status"], execution["error_kind"]) == ("skipped", "DEPENDENCY_FAILED")
+    assert world.target.paths() == []
+    world.history.run_now(world.tenant, dependency)
+    world.clock.advance(seconds=1)
+    assert world.triggers.publish(world.tenant, "go", None)["executions"][0]["status"] == "success"
+    assert world.task(gated).trigger_count == 2
