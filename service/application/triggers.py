@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy_lambda.template import is_event_name, placeholders_in
@@ -43,6 +43,9 @@ logger = logging.getLogger("timebridge.triggers")
 EVENT_TRIGGER, CHAIN, BACKFILL = "event", "chain", "backfill"
 MAX_DEPTH = 16  # hops from a first trigger; beyond it a pipeline loop stops publishing
 MAX_EVENT_BYTES = 64 * 1024
+# A started run with no outcome after this long was never invoked (the process died between
+# its commit and the invoke): longer than any delivery can take (900 s timeout, redirects).
+STRANDED_AFTER = timedelta(minutes=20)
 _TICK = timedelta(microseconds=1)
 
 
@@ -614,16 +617,31 @@ class TriggerService:
         more = len(summaries) > limit
         return {"items": items, "next_cursor": page[-1].name if more and page else None}
 
-    def count_pending_backfill(self) -> int:
+    def redispatch_stranded(self, *, limit: int = 100) -> int:
+        """Fire again the runs started by events, chains and backfill that were committed but
+        never invoked (at least once: the same occurrence key, which receivers deduplicate).
+        The sweeper runs it."""
+        now = self.clock()
         with self.sessions() as session:
-            return int(
-                session.scalar(
-                    select(func.count())
-                    .select_from(Execution)
-                    .where(Execution.trigger == BACKFILL, Execution.planned_at.is_(None))
+            rows = session.scalars(
+                select(Execution)
+                .where(
+                    Execution.status == states.PENDING,
+                    Execution.trigger.in_((EVENT_TRIGGER, CHAIN, BACKFILL)),
+                    Execution.outcome_recorded.is_(False),
+                    Execution.planned_at < now - STRANDED_AFTER,
                 )
-                or 0
-            )
+                .order_by(Execution.planned_at, Execution.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            ids = [row.id for row in rows]
+            for row in rows:
+                row.planned_at = now  # the next try waits a full period again
+            session.commit()
+        if ids:
+            logger.warning("firing %d runs that were never invoked", len(ids))
+        return dispatch(self.sessions, self.invoker, ids)
 
 
 def _instant(value: Any, field: str) -> datetime:

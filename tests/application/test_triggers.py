@@ -576,3 +576,28 @@ def test_an_event_run_of_a_gated_task_is_recorded_skipped(world: World) -> None:
     world.clock.advance(seconds=1)
     assert world.triggers.publish(world.tenant, "go", None)["executions"][0]["status"] == "success"
     assert world.task(gated).trigger_count == 2
+
+
+def test_an_event_run_never_invoked_is_fired_by_the_sweeper_later(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /v1/events commits the run, then invokes it: a crash in between leaves a pending
+    run that the sweeper fires once it is older than any delivery could take."""
+    from service.application import triggers as module
+    from tests.application.fakes import Crash
+
+    task_id = world.create("job", {"kind": "event", "topic": "go"})
+
+    def crash(*args: Any) -> int:
+        raise Crash()
+
+    monkeypatch.setattr(module, "dispatch", crash)
+    with pytest.raises(Crash):
+        world.triggers.publish(world.tenant, "go", None)
+    monkeypatch.undo()
+    assert world.triggers.redispatch_stranded() == 0  # too recent: it may be in flight
+    world.clock.advance(minutes=21)
+    assert world.triggers.redispatch_stranded() == 1
+    assert world.triggers.redispatch_stranded() == 0
+    [run] = world.executions(task_id)
+    assert run.status == "success" and world.target.paths() == ["/job"]
