@@ -147,3 +147,30 @@ def test_schedules_listing_is_tenant_scoped_and_admins_see_all(client: TestClien
     assert item["expression"] == "rate(5 minutes)" and item["state"] == "ENABLED"
     assert item["name"] == theirs["schedule_name"] and item["arn"] == theirs["schedule_arn"]
     envelope(client.get("/v1/schedules?limit=0"), 422, "VALIDATION_ERROR")
+
+
+def test_batch_creates_trigger_tasks_and_the_reconciler_leaves_them_alone(
+    client: TestClient,
+) -> None:
+    upstream = make(client, "upstream", {"kind": "rate", "expression": "rate(1 hour)"})
+    target = {"url": "https://svc.internal/x"}
+    response = client.post(
+        "/v1/tasks/batch",
+        json={
+            "tasks": [
+                {"name": "e", "schedule": {"kind": "event", "topic": "a.**"}, "target": target},
+                {
+                    "name": "c",
+                    "schedule": {"kind": "after", "tasks": [upstream["id"]]},
+                    "target": target,
+                },
+                {"name": "bad", "schedule": {"kind": "after", "tasks": ["nope"]}, "target": target},
+            ]
+        },
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201, 201, 404]
+    assert {r["task"]["status"] for r in results[:2]} == {"scheduled"}
+    report = client.app.state.container.reconciler.run()  # type: ignore[attr-defined]
+    assert report.errors == [] and report.repairs == 0
