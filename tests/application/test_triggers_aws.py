@@ -248,3 +248,52 @@ def test_backfill_on_aws_is_dispatched_by_the_sweeper_in_paced_slices(
         "2026-11-23T04:00:00Z",
     ]
     assert sleeps == [0.5]  # 2 per second (the default), between fires within a slice
+
+
+def test_an_event_target_on_aws_publishes_through_the_proxy_and_the_recorder(
+    db_sessions: sessionmaker[Session],
+    moto_backend: SchedulerBackend,
+    tasks: TaskService,
+    recorder: Recorder,
+    invoker: RecordingInvoker,
+    tenant: str,
+    clock: FrozenClock,
+) -> None:
+    """The `event` target (issue 11) on AWS: the schedule's Input reaches the proxy, which
+    calls nothing and returns the rendered topic and payload; the recorder publishes them."""
+    source = create(
+        tasks,
+        tenant,
+        "announce",
+        RATE,
+        target={"type": "event", "topic": "reports.ready", "payload": {"at": "{{scheduled_time}}"}},
+    )
+    listener = create(tasks, tenant, "listener", {"kind": "event", "topic": "reports.*"})
+    info = schedule_input(moto_backend, db_sessions, source)
+    when = clock() + timedelta(hours=1)
+    event = json.loads(
+        fill_context(
+            info.definition.input,
+            schedule_arn=info.arn,
+            scheduled_time=format_scheduled_time(when),
+            execution_id="e-9",
+        )
+    )
+
+    def no_call(request: OutgoingRequest, /) -> TargetResponse:
+        raise AssertionError("an event target calls nothing")
+
+    outcome = handle(event, send=no_call, settings=ProxySettings())
+    assert outcome["published"] == {
+        "topic": "reports.ready",
+        "payload": {"at": format_scheduled_time(when)},
+    }
+    clock.now = when + timedelta(seconds=1)
+    recorder.record_outcome(outcome_from_record(outcome))
+    recorder.record_outcome(outcome_from_record(outcome))  # redelivered by SQS
+    [fired] = invoker.events
+    assert fired["task_id"] == listener
+    assert fired["event"] == {
+        "topic": "reports.ready",
+        "payload": {"at": format_scheduled_time(when)},
+    }
