@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -211,20 +211,57 @@ def skip(execution: Execution, now: datetime) -> None:
     execution.updated_at = now
 
 
+class Linked(NamedTuple):
+    """What the hooks need of a task that events, chains or dependencies may concern."""
+
+    id: str
+    kind: str
+    schedule: dict[str, Any]
+    depends_on: list[str]
+    runnable: bool  # scheduled and enabled: may be started by an event or a chain
+
+
+def links(session: Session, tenant_id: str) -> list[Linked]:
+    """The tenant's live event and after tasks and tasks with dependencies, oldest first: one
+    query per tenant per transaction (the local engine records outcomes in batches), so the
+    hooks on every ended execution cost little when nothing is linked."""
+    cache: dict[str, list[Linked]] = session.info.setdefault("tb_trigger_links", {})
+    found = cache.get(tenant_id)
+    if found is None:
+        rows = session.execute(
+            select(Task.id, Task.kind, Task.schedule, Task.depends_on, Task.status, Task.enabled)
+            .where(
+                Task.tenant_id == tenant_id,
+                Task.status.in_(rules.LIVE_STATUSES),
+                Task.kind.in_(spec.TRIGGER_KINDS) | Task.depends_on.is_not(None),
+            )
+            .order_by(Task.created_at, Task.id)
+        ).all()
+        found = [
+            Linked(
+                id=row_id,
+                kind=kind,
+                schedule=dict(schedule or {}),
+                depends_on=list(depends or []),
+                runnable=status == rules.SCHEDULED and bool(enabled),
+            )
+            for row_id, kind, schedule, depends, status, enabled in rows
+        ]
+        cache[tenant_id] = found
+    return found
+
+
 def subscribers(session: Session, tenant_id: str, topic: str, payload: Any) -> list[Task]:
     """The tenant's live event tasks whose pattern and filter match, oldest first."""
-    rows = session.scalars(
-        select(Task)
-        .where(Task.tenant_id == tenant_id, Task.kind == spec.EVENT, Task.status == rules.SCHEDULED)
-        .order_by(Task.created_at, Task.id)
-    ).all()
-    return [
-        task
-        for task in rows
-        if task.enabled
-        and spec.topic_matches(str(task.schedule.get("topic")), topic)
-        and spec.filter_matches(task.schedule.get("filter") or {}, payload)
+    matched = [
+        link.id
+        for link in links(session, tenant_id)
+        if link.kind == spec.EVENT
+        and link.runnable
+        and spec.topic_matches(str(link.schedule.get("topic")), topic)
+        and spec.filter_matches(link.schedule.get("filter") or {}, payload)
     ]
+    return [task for task in (session.get(Task, task_id) for task_id in matched) if task]
 
 
 def publish_in(
@@ -299,21 +336,17 @@ def on_final(session: Session, task: Task, execution: Execution, now: datetime) 
     )
     if depth > MAX_DEPTH:
         return made
-    followers = session.scalars(
-        select(Task).where(
-            Task.tenant_id == task.tenant_id,
-            Task.kind == spec.AFTER,
-            Task.status == rules.SCHEDULED,
-        )
-    ).all()
-    for follower in followers:
-        upstream = list(follower.schedule.get("tasks") or ())
-        on = str(follower.schedule.get("on", spec.ON_SUCCESS))
-        if not follower.enabled or task.id not in upstream or follower.id == task.id:
+    for link in links(session, task.tenant_id):
+        upstream = list(link.schedule.get("tasks") or ())
+        on = str(link.schedule.get("on", spec.ON_SUCCESS))
+        if link.kind != spec.AFTER or not link.runnable or task.id not in upstream:
             continue
-        if not spec.after_fires(on, succeeded=succeeded):
+        if link.id == task.id or not spec.after_fires(on, succeeded=succeeded):
             continue
         if not all(other == task.id or _latest_fits(session, other, on) for other in upstream):
+            continue
+        follower = session.get(Task, link.id)
+        if follower is None:
             continue
         started = start_run(
             session,
@@ -378,14 +411,8 @@ def gate_for(sessions: sessionmaker[Session], task_id: str) -> str | None:
 
 def dependents(session: Session, task: Task) -> list[Task]:
     """The tenant's live tasks that name `task` in `depends_on`."""
-    rows = session.scalars(
-        select(Task).where(
-            Task.tenant_id == task.tenant_id,
-            Task.depends_on.is_not(None),
-            Task.status.in_(rules.LIVE_STATUSES),
-        )
-    ).all()
-    return [row for row in rows if task.id in (row.depends_on or ())]
+    named = [link.id for link in links(session, task.tenant_id) if task.id in link.depends_on]
+    return [row for row in (session.get(Task, task_id) for task_id in named) if row]
 
 
 def check_graph(

@@ -150,7 +150,10 @@ class Task(Base):
     # --- Added by 0004 (issue 9 part A: triggers, chains, dependencies) ---
     # Tasks this one waits on: each occurrence runs only if their latest ended executions
     # succeeded (else it is recorded as skipped, DEPENDENCY_FAILED).
-    depends_on: Mapped[list[str] | None] = mapped_column(JsonType, nullable=True)
+    depends_on: Mapped[list[str] | None] = mapped_column(
+        JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql"),
+        nullable=True,  # SQL NULL when there are none: the hooks select `IS NOT NULL`
+    )
     # "DEPENDENCY_FAILED" while a dependency's latest execution did not succeed: carried in the
     # schedule's Input so the proxy skips the call without reading the database.
     dependency_gate: Mapped[str | None] = mapped_column(String(32), nullable=True)
