@@ -46,7 +46,7 @@ from proxy_lambda.guard import (
 )
 from proxy_lambda.settings import ProxyConfigurationError, ProxySettings
 from proxy_lambda.signing import make_callback_token, webhook_signature
-from proxy_lambda.template import render, render_text
+from proxy_lambda.template import EventContext, render, render_text
 from proxy_lambda.transport import (
     DeliveryError,
     OutgoingRequest,
@@ -163,6 +163,8 @@ def handle(
     settings = settings if settings is not None else _environment_settings()
     send = send if send is not None else _shared_sender()
     started = clock()
+    if isinstance(event, dict) and (event.get("gate") or _is_event_target(event)):
+        return _without_call(event, started)
     try:
         invocation = parse_invocation(event)
     except MalformedEvent as exc:
@@ -372,7 +374,7 @@ def _rendered(
     if not isinstance(template, dict):
         raise MalformedEvent("template must be an object")
     name = template.get("task_name")
-    context = {
+    table = {
         "task.id": invocation.task_id,
         "task.name": name if isinstance(name, str) else "",
         "scheduled_time": invocation.scheduled_time,
@@ -383,6 +385,7 @@ def _rendered(
             _callback_url(invocation, settings) if invocation.callback_enabled else None
         ),
     }
+    context = EventContext(table, document.get("event"))
     target = dict(_mapping(document.get("target"), "target"))
     try:
         target["body"] = render(target.get("body"), context)
@@ -396,6 +399,81 @@ def _rendered(
     except KeyError as exc:
         raise MalformedEvent(f"unknown placeholder {{{{{exc.args[0]}}}}}") from None
     return parse_invocation({**document, "target": target})
+
+
+def _is_event_target(document: dict[str, Any]) -> bool:
+    target = document.get("target")
+    return isinstance(target, dict) and target.get("type") == "event"
+
+
+def _without_call(document: dict[str, Any], started: float) -> Outcome:
+    """A firing that calls nothing: a dependency gate closed by the recorder (the occurrence
+    is reported `skipped`, DEPENDENCY_FAILED), or an `event` target, whose topic and payload
+    go back in the outcome record for the recorder to publish within the tenant."""
+    try:
+        task_id = document.get("task_id")
+        tenant_id = document.get("tenant_id")
+        attempt = document.get("attempt")
+        if not isinstance(task_id, str) or not _is_task_id(task_id):
+            raise MalformedEvent("task_id must be 1-64 letters, digits, '.', '_' or '-'")
+        if not isinstance(tenant_id, str) or not tenant_id:
+            raise MalformedEvent("tenant_id must be a non-empty string")
+        if type(attempt) is not int or attempt < 1:
+            raise MalformedEvent("attempt must be a whole number from 1")
+        context = _mapping(document.get("context"), "context")
+        scheduled_time = _utc_time(context.get("scheduled_time"))
+    except MalformedEvent as exc:
+        malformed = _malformed_outcome(document, started)
+        malformed["error"] = str(exc)
+        return malformed
+    key = occurrence_key(task_id, scheduled_time, attempt)
+    outcome: Outcome = {
+        "version": 1,
+        "occurrence_key": key,
+        "task_id": task_id,
+        "tenant_id": tenant_id,
+        "scheduled_time": scheduled_time,
+        "attempt": attempt,
+        "schedule_arn": _text_or_none(context.get("schedule_arn")),
+        "execution_id": _text_or_none(context.get("execution_id")),
+        "delivery_attempt": _whole_or_none(context.get("attempt_number")),
+        "started_at": _utc_text(started),
+        **_no_result(),
+        "callback_enabled": False,
+        "callback_timeout_seconds": None,
+    }
+    if document.get("gate"):
+        outcome["status"] = "skipped"
+        outcome["error_kind"] = str(document["gate"])[:32]
+        outcome["error"] = "a dependency's latest execution did not succeed; nothing was called"
+        return outcome
+    target = document["target"]
+    topic = target.get("topic")
+    if not isinstance(topic, str) or not topic:
+        _fail(outcome, TRIGGER_FAILED, "malformed_event", "target.topic must be a string", None)
+        return outcome
+    template = document.get("template")
+    name = template.get("task_name") if isinstance(template, dict) else None
+    values = {
+        "task.id": task_id,
+        "task.name": name if isinstance(name, str) else "",
+        "scheduled_time": scheduled_time,
+        "scheduled_time_local": _local_time(
+            scheduled_time, template.get("timezone") if isinstance(template, dict) else None
+        ),
+        "attempt": attempt,
+        "occurrence_key": key,
+        "callback_url": None,
+    }
+    try:
+        payload = render(target.get("payload"), EventContext(values, document.get("event")))
+    except KeyError as exc:
+        message = f"unknown placeholder {{{{{exc.args[0]}}}}}"
+        _fail(outcome, TRIGGER_FAILED, "malformed_event", message, None)
+        return outcome
+    outcome["status"] = SUCCESS
+    outcome["published"] = {"topic": topic, "payload": payload}
+    return outcome
 
 
 def _local_time(utc_text: str, zone_name: Any) -> str:

@@ -16,6 +16,7 @@ bodies with `placeholders_in` at create time.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +32,9 @@ NAMES = frozenset(
         "callback_url",
     }
 )
+# Tasks run by an event (schedule kinds `event` and `after`) may also use the event:
+# `event.topic`, `event.payload` (the whole payload) and `event.payload.<dotted path>`.
+EVENT_NAMES = frozenset({"event.topic", "event.payload"})
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
 _ESCAPED_OPEN, _ESCAPED_CLOSE = "{{{{", "}}}}"
 _SENTINEL_OPEN, _SENTINEL_CLOSE = "\x00tb-open\x00", "\x00tb-close\x00"
@@ -86,6 +90,8 @@ def _as_text(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
     return str(value)
 
 
@@ -97,3 +103,32 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, dict):
         return [text for item in value.values() for text in _strings(item)]
     return []
+
+
+def is_event_name(name: str) -> bool:
+    """Whether a placeholder name refers to the event that started the run."""
+    return name in EVENT_NAMES or (name.startswith("event.payload.") and len(name) > 14)
+
+
+class EventContext(dict[str, Any]):
+    """A placeholder table that also answers `event.*` names from an event (None when the run
+    has no event, or the payload has no such path)."""
+
+    def __init__(self, values: Mapping[str, Any], event: Mapping[str, Any] | None) -> None:
+        super().__init__(values)
+        self.event = event if isinstance(event, Mapping) else {}
+
+    def __missing__(self, name: str) -> Any:
+        if not is_event_name(name):
+            raise KeyError(name)
+        if name == "event.topic":
+            return self.event.get("topic")
+        value: Any = self.event.get("payload")
+        for part in name.split(".")[2:]:
+            if isinstance(value, Mapping):
+                value = value.get(part)
+            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
+            else:
+                return None
+        return value

@@ -3,6 +3,7 @@ The API, the CLI and the Lambda handlers all build their objects here, once."""
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from service.application.reconcile import Reconciler
 from service.application.recorder import AlertSink, LogAlertSink, Recorder
 from service.application.tasks import TaskService
 from service.application.tenancy import TenancyService
+from service.application.triggers import TriggerService, gate_for
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import TimebridgeError
 from service.domain.provisioning import SchedulerBackend
@@ -58,6 +60,8 @@ class Container:
     # fires the local backend's schedules (started by the app's lifespan or `timebridge engine`).
     delivery: Any = field(default=None, repr=False)
     local_engine: Any = field(default=None, repr=False)
+    # Events, backfill and the schedules listing (issue 9 part A).
+    triggers: TriggerService | None = field(default=None, repr=False)
 
     def close(self) -> None:
         if self.local_engine is not None:
@@ -215,6 +219,7 @@ def assemble(
         local_engine.gate = ConcurrencyGate(
             sessions, recorder, tenant_cap=settings.tenant_max_running, clock=clock
         )
+        local_engine.dependency_gate = functools.partial(gate_for, sessions)
         if isinstance(backend, LocalSchedulerBackend):
             backend.on_change = local_engine.wake
         if invoker is None:
@@ -224,6 +229,16 @@ def assemble(
 
         assert settings.proxy_lambda_arn is not None
         invoker = DirectRunInvoker(LambdaInvoker(settings.proxy_lambda_arn), recorder)
+    recorder.invoker = invoker  # runs started by outcomes (pipelines, chains) go the run path
+    triggers = TriggerService(
+        sessions,
+        invoker,
+        backend,
+        clock=clock,
+        backfill_rate_per_second=settings.backfill_rate_per_second,
+        backfill_max=settings.backfill_max,
+        background=settings.backend == "local",  # on AWS the sweeper dispatches backfills
+    )
     return Container(
         settings=settings,
         engine=engine,
@@ -259,4 +274,5 @@ def assemble(
         signing_secret=signing_secret,
         delivery=delivery,
         local_engine=local_engine,
+        triggers=triggers,
     )

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from mangum import Mangum
 
 from service.api.errors import install_error_handling
-from service.api.routers import executions, health, schedules, tasks, tenants
+from service.api.routers import executions, health, schedules, tasks, tenants, triggers
 from service.application.auth import install_key, new_key
 from service.container import Container, build_container, dev_dir
 from service.domain.clock import Clock, utc_now
@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.include_router(executions.router)
     app.include_router(executions.callbacks)
     app.include_router(tenants.router)
+    app.include_router(triggers.router)
     return app
 
 

@@ -161,6 +161,11 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
 def sweep(container: Container) -> dict[str, Any]:
     swept = container.recorder.sweep()
+    if container.triggers is not None:
+        # Queued backfill occurrences, paced; about 50 s of them per one-minute run.
+        budget = max(1, int(container.settings.backfill_rate_per_second * 50))
+        swept["backfill_dispatched"] = container.triggers.dispatch_backfill(limit=budget)
+        swept["stranded_runs_fired"] = container.triggers.redispatch_stranded()
     report = container.reconciler.run()
     container.metrics.count("timebridge_reconciler_repairs_total", report.repairs)
     return {

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     # recorder holds the tenant's schedules while the cap is reached.
     tenant_max_running: int | None = Field(default=None, ge=1)
 
+    # Backfill (issue 9): queued past occurrences start at most this many per second, and one
+    # request may queue at most `backfill_max`.
+    backfill_rate_per_second: float = Field(default=2.0, gt=0, le=1000)
+    backfill_max: int = Field(default=1000, ge=1, le=100_000)
+
     @field_validator("allowed_target_hosts", mode="before")
     @classmethod
     def _hosts(cls, value: object) -> object:

@@ -12,6 +12,7 @@ from service.application.auth import Principal, authenticate, recently_authentic
 from service.application.history import HistoryService
 from service.application.tasks import TaskService
 from service.application.tenancy import TenancyService
+from service.application.triggers import TriggerService
 from service.container import Container, build_container
 from service.domain.clock import Clock, utc_now
 from service.settings import Settings
@@ -80,6 +81,12 @@ def get_tenancy(request: Request) -> TenancyService:
     return get_container(request).tenancy
 
 
+def get_triggers(request: Request) -> TriggerService:
+    triggers = get_container(request).triggers
+    assert triggers is not None
+    return triggers
+
+
 ClockDep = Annotated[Clock, Depends(get_clock)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ContainerDep = Annotated[Container, Depends(get_container)]
@@ -87,3 +94,4 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
 HistoryDep = Annotated[HistoryService, Depends(get_history)]
 TenancyDep = Annotated[TenancyService, Depends(get_tenancy)]
+TriggersDep = Annotated[TriggerService, Depends(get_triggers)]

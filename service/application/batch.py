@@ -29,6 +29,7 @@ from service.application.tasks import (
 )
 from service.domain import tasks as rules
 from service.domain.errors import Conflict, InvalidRequest, TimebridgeError, UpstreamThrottled
+from service.domain.triggers import TRIGGER_KINDS
 
 MAX_BATCH = 1000
 CHUNK = 100
@@ -153,6 +154,9 @@ def _provision(
     service: TaskService, item: _Item, limiter: AdaptiveLimiter, max_retries: int
 ) -> None:
     assert item.task is not None
+    if item.task.kind in TRIGGER_KINDS:  # event and after tasks have nothing to provision
+        item.status = 201
+        return
     definition = definition_for(item.task)
     for attempt in range(max_retries + 1):
         limiter.acquire()

@@ -21,6 +21,7 @@ from service.domain.provisioning import (
     is_retry_schedule,
     task_id_for,
 )
+from service.domain.triggers import TRIGGER_KINDS
 
 # A provisioning row younger than this may still be in the hands of the request creating it.
 PROVISIONING_GRACE = timedelta(seconds=60)
@@ -110,6 +111,8 @@ class Reconciler:
                     report.deleted_for_terminal_tasks += 1
                 return
             if task.status == rules.PROVISIONING and now - task.updated_at < self.grace:
+                return
+            if task.kind in TRIGGER_KINDS:  # event and after tasks have no schedule
                 return
             wanted = definition_for(task)
             current = self.backend.get(task.schedule_name)

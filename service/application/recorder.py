@@ -29,13 +29,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import Alert, Execution, Task
+from service.application import triggers
 from service.application.tasks import _compiled, control_of, definition_for
+from service.application.triggers import Invoker
 from service.domain import control, targets
 from service.domain import executions as states
 from service.domain import tasks as rules
@@ -49,12 +51,18 @@ from service.domain.provisioning import (
     retry_schedule_name,
 )
 from service.domain.schedules import at_expression
+from service.domain.triggers import TRIGGER_KINDS
 from service.metrics import Metrics
 
 logger = logging.getLogger("timebridge.recorder")
 
 ONE_TIME_KINDS = ("immediate", "once", "delay")
 SCHEDULE, RETRY, MANUAL = "schedule", "retry", "manual"
+# Runs started by events and chains (issue 9) are not retried (a retry's Input could not carry
+# the event) and, like backfilled occurrences, do not move their task's schedule.
+EVENT_TRIGGERED = ("event", "chain")
+NOT_RETRIED = (MANUAL, *EVENT_TRIGGERED)
+NOT_ADVANCING = (*NOT_RETRIED, "backfill")
 BODY_EXCERPT = 4096
 
 
@@ -93,6 +101,7 @@ class Outcome:
     schedule_arn: str | None = None
     delivery_attempt: int | None = None
     retry_after_seconds: float | None = None
+    published: Mapping[str, Any] | None = None  # an `event` target's {"topic", "payload"}
 
     @property
     def occurrence_key(self) -> str:
@@ -135,6 +144,7 @@ def outcome_from_record(record: Mapping[str, Any]) -> Outcome:
         schedule_arn=_text_or_none(record.get("schedule_arn"), 512),
         delivery_attempt=_int_or_none(record.get("delivery_attempt")),
         retry_after_seconds=_retry_after(headers.get("retry-after")),
+        published=_published(record.get("published")),
     )
 
 
@@ -230,6 +240,8 @@ class Recorder:
         self.lateness_threshold_seconds = lateness_threshold_seconds
         self.retention_days = retention_days
         self.rng = rng or random.Random()
+        # Starts runs for events and chains (set by the container: the run path's invoker).
+        self.invoker: Invoker | None = None
 
     # --- outcomes ------------------------------------------------------------------------------
 
@@ -315,6 +327,19 @@ class Recorder:
         else:  # a callback, or a manual run, made the row first
             current = execution.status
         self._apply_outcome(session, task, execution, outcome, now, published)
+        if outcome.published is not None and outcome.status == states.SUCCESS:
+            # An `event` target fired: publish within the tenant, once per execution.
+            started = triggers.publish_in(
+                session,
+                task.tenant_id,
+                str(outcome.published["topic"]),
+                outcome.published.get("payload"),
+                key_prefix=f"tgt:{execution.id}",
+                depth=(execution.trigger_depth or 0) + 1,
+                now=now,
+                source=execution.id,
+            )
+            execution.followups_pending = execution.followups_pending or bool(started)
         callbacks = bool(task.callback.get("enabled"))
         execution.status = states.after_outcome(current, outcome.status, callback_enabled=callbacks)
         if execution.status in states.TERMINAL:
@@ -359,7 +384,7 @@ class Recorder:
             execution.planned_at = self._planned_at(session, execution)
         execution.late_seconds = states.lateness_seconds(execution.planned_at, execution.started_at)
         if (
-            execution.trigger != MANUAL
+            execution.trigger in (SCHEDULE, RETRY)
             and outcome.status != states.SKIPPED
             and states.is_late(
                 execution.late_seconds,
@@ -598,7 +623,7 @@ class Recorder:
         retry = task.retry or rules.DEFAULT_RETRY
         if (
             live
-            and execution.trigger != MANUAL
+            and execution.trigger not in NOT_RETRIED
             and states.should_retry(
                 execution.status,
                 execution.status_code,
@@ -619,6 +644,10 @@ class Recorder:
             ) + timedelta(seconds=1)
             execution.followups_pending = True
             return
+        # Final: publish task.<name>.succeeded|failed, start completed chains, and let the
+        # tasks that depend on this one re-read their gate (carried out after the commit).
+        if triggers.on_final(session, task, execution, now) or triggers.dependents(session, task):
+            execution.followups_pending = True
         if execution.status == states.SKIPPED:
             self._decide_skipped(task, execution)
             follows = chained or task.kind in ONE_TIME_KINDS or task.kind == "fixed_delay"
@@ -640,7 +669,7 @@ class Recorder:
                     now,
                 ),
             )
-        if execution.trigger == MANUAL or not live:
+        if execution.trigger in NOT_ADVANCING or not live:
             return
         if task.kind == "fixed_delay" or task.kind in ONE_TIME_KINDS or chained:
             execution.followups_pending = True  # the next run, or the task's completion
@@ -687,10 +716,60 @@ class Recorder:
                     self._advance(task, execution, now)
             elif live and execution.retry_at is not None:
                 self._provision_retry(task, execution)
-            elif live:
+            elif live and execution.trigger not in NOT_ADVANCING:
                 self._advance(task, execution, now)
-            execution.followups_pending = False
+            self._refresh_gates(session, task)
+            started = self._triggered_by(session, execution)
+            # Runs this execution started are fired after the commit; the mark stays until
+            # they are, so a crash in between is finished by a redelivery or the sweeper.
+            execution.followups_pending = bool(started)
             session.commit()
+        if started:
+            triggers.dispatch(self.sessions, self.invoker, started)
+            with self.sessions() as session:
+                session.execute(
+                    update(Execution)
+                    .where(Execution.id == execution_id)
+                    .values(followups_pending=False)
+                )
+                session.commit()
+
+    def _triggered_by(self, session: Session, execution: Execution) -> list[str]:
+        """Runs this execution started (by its outcome topic, a chain or its event target)
+        that have not reported yet: fired after the commit (again after a crash: at least
+        once, with the same occurrence key)."""
+        return list(
+            session.scalars(
+                select(Execution.id)
+                .where(
+                    Execution.source_execution_id == execution.id,
+                    Execution.outcome_recorded.is_(False),
+                    Execution.status == states.PENDING,
+                )
+                .order_by(Execution.created_at, Execution.id)
+            )
+        )
+
+    def _refresh_gates(self, session: Session, task: Task) -> None:
+        """Open or close the dependency gate of the tasks that depend on `task`; a changed gate
+        is pushed into the schedule's Input, so the proxy skips (or calls) without a DB read."""
+        # Read everything first, unflushed: on SQLite a flush here would hold the write lock
+        # that the local backend's own session needs for the updates below.
+        with session.no_autoflush:
+            gates = [
+                (dependent, triggers.dependency_gate(session, dependent))
+                for dependent in triggers.dependents(session, task)
+            ]
+        for dependent, gate in gates:
+            if gate == dependent.dependency_gate:
+                continue
+            dependent.dependency_gate = gate
+            dependent.version += 1
+            dependent.updated_at = self.clock()
+            if dependent.aws_expression is None or dependent.kind in TRIGGER_KINDS:
+                continue
+            with contextlib.suppress(NotFound):  # gone: the reconciler recreates it with the gate
+                dependent.schedule_arn = self.backend.update(definition_for(dependent))
 
     def _provision_retry(self, task: Task, execution: Execution) -> None:
         assert execution.retry_at is not None
@@ -967,6 +1046,12 @@ def _int_or_none(value: Any) -> int | None:
 
 def _text_or_none(value: Any, limit: int) -> str | None:
     return value[:limit] if isinstance(value, str) else None
+
+
+def _published(value: Any) -> Mapping[str, Any] | None:
+    if isinstance(value, Mapping) and isinstance(value.get("topic"), str):
+        return {"topic": value["topic"], "payload": value.get("payload")}
+    return None
 
 
 def _retry_after(value: Any) -> float | None:

@@ -32,7 +32,7 @@ from service.adapters.db.models import AuditEvent, Execution, IdempotencyRecord,
 from service.adapters.db.session import insert_rows
 from service.application.pacing import AdaptiveLimiter
 from service.application.paging import is_uuid, newest_first
-from service.domain import control, targets
+from service.domain import control, targets, triggers
 from service.domain import tasks as rules
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import Conflict, InvalidRequest, InvalidSchedule, NotFound
@@ -55,6 +55,7 @@ TASK_FIELDS = {
     "retry",
     "callback",
     "metadata",
+    "depends_on",
     *control.CONTROL_FIELDS,
 }
 
@@ -95,6 +96,8 @@ def definition_for(task: Task) -> ScheduleDefinition:
             task_name=task.name,
             timezone=task.timezone,
             control=control_of(task),
+            gate=task.dependency_gate,
+            dependent=bool(task.depends_on),
         )
     return ScheduleDefinition(
         name=task.schedule_name,
@@ -176,7 +179,8 @@ def _windowed_fires(task: Task, schedule_json: str, now: datetime, count: int) -
 def task_view(task: Task, *, now: datetime, count: int = 5) -> dict[str, Any]:
     """The task as the API returns it: secrets redacted, next fires computed."""
     fires: list[str] = []
-    if task.status in (rules.SCHEDULED, rules.PROVISIONING) and task.enabled:
+    timed = task.kind not in triggers.TRIGGER_KINDS
+    if timed and task.status in (rules.SCHEDULED, rules.PROVISIONING) and task.enabled:
         try:
             schedule_json = json.dumps(task.schedule, sort_keys=True)
             if task.window:
@@ -203,6 +207,13 @@ def task_view(task: Task, *, now: datetime, count: int = 5) -> dict[str, Any]:
         **control_of(task),
         "version": task.version,
         "last_error": task.last_error,
+        # Issue 9 part A: dependencies and trigger counts.
+        "depends_on": list(task.depends_on or []),
+        "dependency_gate": task.dependency_gate,
+        "trigger_count": task.trigger_count or 0,
+        "last_triggered_at": (
+            f"{task.last_triggered_at:%Y-%m-%dT%H:%M:%S.%fZ}" if task.last_triggered_at else None
+        ),
         "created_at": f"{task.created_at:%Y-%m-%dT%H:%M:%S.%fZ}",
         "updated_at": f"{task.updated_at:%Y-%m-%dT%H:%M:%S.%fZ}",
     }
@@ -284,6 +295,8 @@ class TaskService:
                 if earlier is None:
                     raise
                 return earlier, False
+        if task.kind in triggers.TRIGGER_KINDS:
+            return task_view(task, now=now), True  # nothing to provision: live already
         definition = definition_for(task)
         try:
             arn = self.provision_schedule(definition, task)
@@ -381,7 +394,14 @@ class TaskService:
             updated_at=now,
         )
         self._apply(task, fields, now)
-        rules.check_placeholders(task.target, task.callback)
+        rules.check_placeholders(
+            task.target, task.callback, event_names=task.kind in triggers.TRIGGER_KINDS
+        )
+        if task.kind in triggers.TRIGGER_KINDS:
+            task.status = rules.SCHEDULED  # an event or after task waits for its trigger
+        if task.depends_on or task.kind == triggers.AFTER:
+            with self.sessions() as session:
+                self._check_links(session, task)
         if targets.is_direct(task.target):
             self._check_direct(task)
             return task
@@ -402,7 +422,15 @@ class TaskService:
         reports nothing back for a direct delivery, so neither a chained schedule (its next
         occurrence is written when the previous outcome is recorded) nor a window the proxy
         would check at fire time can work: only what a native expression states is accepted."""
-        if task.mode != "native":
+        if task.depends_on:
+            raise InvalidRequest(
+                "depends_on",
+                "a direct target is delivered without the proxy, which applies the dependency"
+                " gate on AWS (use an http target)",
+            )
+        if task.kind in triggers.TRIGGER_KINDS:
+            pass  # started by the service itself (run path), not by a schedule
+        elif task.mode != "native":
             raise InvalidRequest(
                 "schedule",
                 "a direct target needs a schedule EventBridge Scheduler can state natively;"
@@ -431,10 +459,20 @@ class TaskService:
             if not isinstance(name, str) or not 1 <= len(name.strip()) <= 255:
                 raise InvalidRequest("name", "is required: 1-255 characters")
             out["name"] = name.strip()
+        if "depends_on" in body:
+            out["depends_on"] = triggers.check_task_ids(
+                body.get("depends_on") or [], "depends_on", allow_empty=True
+            )
         if "schedule" in body or not partial:
             schedule = body.get("schedule")
             if not isinstance(schedule, Mapping):
                 raise InvalidSchedule("schedule", "is required: an object with a kind")
+            if schedule.get("kind") in triggers.TRIGGER_KINDS:
+                # An event or after trigger: validated here, nothing to compile or provision.
+                out["schedule"] = triggers.check_trigger_schedule(schedule)
+                out["trigger_schedule"] = True
+        if ("schedule" in body or not partial) and "trigger_schedule" not in out:
+            schedule = body["schedule"]
             schedule_json = json.dumps(schedule, sort_keys=True, default=str)
             compiled = _compiled(schedule_json, now)
             upcoming = _next_fires(schedule_json, now)
@@ -472,6 +510,17 @@ class TaskService:
         for key in ("name", "target", "retry", "callback"):
             if key in fields:
                 setattr(task, key, fields[key])
+        if "depends_on" in fields:
+            task.depends_on = list(fields["depends_on"]) or None
+        if fields.get("trigger_schedule"):
+            task.schedule = fields["schedule"]
+            task.kind = fields["schedule"]["kind"]
+            task.mode = triggers.TRIGGER_MODE
+            task.timezone = "UTC"
+            task.aws_expression = None
+            task.expression_timezone = "UTC"
+            task.start_at = task.end_at = task.flexible_window_minutes = None
+            task.next_fire_at = None
         if "metadata" in fields:
             task.task_metadata = fields["metadata"]
         for key in control.CONTROL_FIELDS:
@@ -557,10 +606,25 @@ class TaskService:
             if "target" in fields:
                 fields["target"] = rules.keep_redacted_secrets(fields["target"], task.target)
             self._apply(task, fields, now)
-            rules.check_placeholders(task.target, task.callback)
+            rules.check_placeholders(
+                task.target, task.callback, event_names=task.kind in triggers.TRIGGER_KINDS
+            )
+            if "depends_on" in fields or "schedule" in fields:
+                # No flush: on SQLite our write lock would block the local backend's write.
+                with session.no_autoflush:
+                    self._check_links(session, task)
             if targets.is_direct(task.target):
                 self._check_direct(task)
             return self._push_and_commit(session, task, now)
+
+    def _check_links(self, session: Session, task: Task) -> None:
+        """Upstream tasks must be the tenant's (404) and form no cycle (422); the dependency
+        gate starts from what the dependencies' latest executions say."""
+        from service.application.triggers import check_graph, dependency_gate
+
+        if task.depends_on or task.kind == triggers.AFTER:  # only new edges can close a cycle
+            check_graph(session, task.tenant_id, task.id, task.schedule, task.depends_on)
+        task.dependency_gate = dependency_gate(session, task) if task.depends_on else None
 
     def pause(self, tenant_id: str, task_id: str) -> dict[str, Any]:
         return self._set_enabled(tenant_id, task_id, enabled=False)
@@ -625,8 +689,11 @@ class TaskService:
         session.commit()
         return task_view(task, now=now)
 
-    def _push(self, task: Task) -> str:
+    def _push(self, task: Task) -> str | None:
         """Make the backend hold the row's schedule (create it if it vanished)."""
+        if task.kind in triggers.TRIGGER_KINDS:
+            self.backend.delete(task.schedule_name)  # e.g. a timed task turned into a chain
+            return None
         definition = definition_for(task)
         try:
             return self.backend.update(definition)

@@ -20,8 +20,9 @@ SUCCESS = "success"
 FAILED = "failed"
 TIMEOUT = "timeout"
 TRIGGER_FAILED = "trigger_failed"
-# Execution control (issue 9): an occurrence not run, with its reason in error_kind
-# (TASK_LOCKED, OUTSIDE_WINDOW). Terminal, never retried, never alerted.
+# An occurrence not run, with its reason in error_kind: TASK_LOCKED or OUTSIDE_WINDOW (execution
+# control), DEPENDENCY_FAILED (a dependency's latest execution had not succeeded). Terminal,
+# never retried, never alerted.
 SKIPPED = "skipped"
 EXECUTION_STATUSES = (PENDING, PROCESSING, SUCCESS, FAILED, TIMEOUT, TRIGGER_FAILED, SKIPPED)
 TERMINAL = frozenset({SUCCESS, FAILED, TIMEOUT, TRIGGER_FAILED, SKIPPED})

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from proxy_lambda.template import NAMES as TEMPLATE_NAMES
-from proxy_lambda.template import has_placeholders, placeholders_in
+from proxy_lambda.template import has_placeholders, is_event_name, placeholders_in
 from service.domain.errors import InvalidRequest
 from service.domain.targets import DIRECT_TYPES, normalize_direct_target
 
@@ -53,6 +53,8 @@ def normalize_target(target: Mapping[str, Any]) -> dict[str, Any]:
     kind = target.get("type", "http")
     if isinstance(kind, str) and kind in DIRECT_TYPES:
         return normalize_direct_target(target)
+    if kind == "event":
+        return normalize_event_target(target)
     if kind != "http":
         known = ", ".join(["http", *DIRECT_TYPES])
         raise InvalidRequest("target.type", f"{kind!r} is not a target type; known: {known}")
@@ -106,6 +108,21 @@ def normalize_target(target: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def normalize_event_target(target: Mapping[str, Any]) -> dict[str, Any]:
+    """An `event` target: when the task fires it publishes `payload` on `topic` within the
+    task's tenant (Timebridge's own topics, see service.domain.triggers)."""
+    from service.domain.triggers import check_topic
+
+    unknown = set(target) - {"type", "topic", "payload"}
+    if unknown:
+        raise InvalidRequest(f"target.{sorted(unknown)[0]}", "is not a field of an event target")
+    topic = check_topic(target.get("topic"), "target.topic")
+    payload = target.get("payload")
+    if len(json.dumps(payload, default=str).encode()) > 64 * 1024:
+        raise InvalidRequest("target.payload", "is larger than 64 KB")
+    return {"type": "event", "topic": topic, "payload": payload}
+
+
 def _is_link_local(host: str) -> bool:
     try:
         address = ipaddress.ip_address(host.strip("[]"))
@@ -145,11 +162,18 @@ def normalize_callback(callback: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"enabled": values["enabled"], "timeout_seconds": timeout}
 
 
-def check_placeholders(target: Mapping[str, Any], callback: Mapping[str, Any]) -> None:
-    """Refuse placeholders the proxy cannot fill: unknown names, or the callback URL of a task
-    whose callbacks are off. InvalidRequest names the field."""
-    for field in ("body", "query", "headers"):
+def check_placeholders(
+    target: Mapping[str, Any], callback: Mapping[str, Any], *, event_names: bool = False
+) -> None:
+    """Refuse placeholders the proxy cannot fill: unknown names, the callback URL of a task
+    whose callbacks are off, or `event.*` names in a task no event starts (`event_names`
+    False). InvalidRequest names the field."""
+    if target.get("type") == "event" and callback.get("enabled"):
+        raise InvalidRequest("callback.enabled", "an event target calls nothing to report back")
+    for field in ("body", "query", "headers", "payload"):
         used = placeholders_in(target.get(field))
+        if event_names:
+            used = {name for name in used if not is_event_name(name)}
         unknown = sorted(used - TEMPLATE_NAMES)
         if unknown:
             raise InvalidRequest(
@@ -204,6 +228,8 @@ def schedule_input(
     task_name: str | None = None,
     timezone: str | None = None,
     control: Mapping[str, Any] | None = None,
+    gate: str | None = None,
+    dependent: bool = False,
 ) -> str:
     """The JSON a schedule hands to the proxy; InvalidRequest when over AWS's 256 KB.
 
@@ -211,6 +237,10 @@ def schedule_input(
     the task's execution `window` with `outside_window`, a non-zero `priority`, and an
     `overlap` / `max_concurrency` other than the defaults. Tasks without them keep the Input
     they had.
+
+    `gate` (e.g. DEPENDENCY_FAILED) tells the proxy to call nothing and report the occurrence
+    as skipped: the recorder sets it while a dependency's latest execution has not succeeded.
+    `dependent` marks a task with dependencies, so the local engine re-reads them at fire time.
 
     A target with placeholders also carries what the proxy needs to fill them that it cannot
     know otherwise (the task's name and time zone); other Inputs stay as they were.
@@ -242,6 +272,10 @@ def schedule_input(
         document["overlap"] = control["overlap"]
     if control is not None and control.get("max_concurrency") is not None:
         document["max_concurrency"] = int(control["max_concurrency"])
+    if gate is not None:
+        document["gate"] = gate
+    if dependent:
+        document["dependent"] = True
     text = json.dumps(document, separators=(",", ":"), sort_keys=True)
     if len(text.encode()) > MAX_INPUT_BYTES:
         raise InvalidRequest(

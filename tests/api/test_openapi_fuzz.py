@@ -83,6 +83,9 @@ EXPECTED_OPERATIONS = {
     "DELETE /v1/keys/{key_id}",
     "GET /v1/audit",
     "GET /metrics",
+    "POST /v1/events",
+    "POST /v1/tasks/{task_id}/backfill",
+    "GET /v1/schedules",
 }
 
 

@@ -97,6 +97,8 @@ def test_the_sweep_entry_point_reports_its_work(container: Container) -> None:
         "timed_out": 0,
         "followups_finished": 0,
         "pruned": 0,
+        "backfill_dispatched": 0,
+        "stranded_runs_fired": 0,
         "reconcile_repairs": 0,
         "reconcile_errors": 0,
     }

@@ -147,6 +147,19 @@ class Task(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # --- Added by 0004 (issue 9 part A: triggers, chains, dependencies) ---
+    # Tasks this one waits on: each occurrence runs only if their latest ended executions
+    # succeeded (else it is recorded as skipped, DEPENDENCY_FAILED).
+    depends_on: Mapped[list[str] | None] = mapped_column(
+        JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql"),
+        nullable=True,  # SQL NULL when there are none: the hooks select `IS NOT NULL`
+    )
+    # "DEPENDENCY_FAILED" while a dependency's latest execution did not succeed: carried in the
+    # schedule's Input so the proxy skips the call without reading the database.
+    dependency_gate: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    trigger_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_triggered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # --- end of 0004 ---
     # --- Added by 0005 (issue 9 part B, execution control) -----------------------------------
     overlap: Mapped[str] = mapped_column(String(16), default="allow")  # allow|skip|buffer_one
     max_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -202,6 +215,19 @@ class Execution(Base):
     # task's completion. Set in the transaction that decides; cleared once done, so a
     # redelivered record (or the sweeper) finishes what a crash interrupted.
     followups_pending: Mapped[bool] = mapped_column(default=False)
+    # --- Added by 0004 (issue 9 part A) ---
+    # Set on executions started by an event or a chain: `evt:<source execution id>:<task id>`
+    # (or `api:<event id>:<task id>`), unique, so a redelivered outcome triggers nothing twice.
+    trigger_key: Mapped[str | None] = mapped_column(
+        String(120), nullable=True, index=True, unique=True
+    )
+    # The event it runs for ({"topic", "payload"}) and how many hops from a first trigger.
+    trigger_event: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+    trigger_depth: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The execution whose end (or event target) started this run: the recorder fires the runs
+    # an execution started after its commit, found by this index.
+    source_execution_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    # --- end of 0004 ---
 
 
 class Alert(Base):

@@ -28,6 +28,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -146,6 +147,8 @@ class LocalEngine:
         # Issue 9: decides at fire time whether a firing runs, is skipped (TASK_LOCKED) or
         # waits (service.application.control.ConcurrencyGate); None admits everything.
         self.gate: Any = None
+        # Issue 9: reads a task's dependency gate (DEPENDENCY_FAILED or None) at fire time.
+        self.dependency_gate: Callable[[str], str | None] | None = None
         bind = sessions.kw["bind"]
         self._postgres = bind.dialect.name == "postgresql"
 
@@ -458,6 +461,12 @@ class LocalEngine:
                 attempt_number=firing.deliveries,
             )
         )
+        if event.get("dependent") and self.dependency_gate is not None:
+            # Exact locally: the dependencies' latest executions are read as the firing leaves.
+            event.pop("gate", None)
+            gate = self.dependency_gate(str(event.get("task_id")))
+            if gate is not None:
+                event["gate"] = gate
         return event
 
     def _deliver(self, firing: LocalFiring) -> None:

@@ -79,6 +79,7 @@ class TaskIn(BaseModel):
     outside_window: OutsideWindow | None = Field(
         default=None, description="Outside the window: skip the occurrence or defer it."
     )
+    depends_on: list[str] | None = None
 
 
 class TaskPatch(BaseModel):
@@ -115,6 +116,7 @@ class TaskPatch(BaseModel):
     outside_window: OutsideWindow | None = Field(
         default=None, description="Outside the window: skip the occurrence or defer it."
     )
+    depends_on: list[str] | None = None
 
 
 class TaskOut(BaseModel):
@@ -139,6 +141,10 @@ class TaskOut(BaseModel):
     outside_window: OutsideWindow = "skip"
     version: int
     last_error: str | None
+    depends_on: list[str] = []
+    dependency_gate: str | None = None
+    trigger_count: int = 0
+    last_triggered_at: str | None = None
     created_at: str
     updated_at: str
 
