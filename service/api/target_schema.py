@@ -65,6 +65,14 @@ TARGET_MEMBERS: list[dict[str, Any]] = [
             "detail": {"type": "object"},
         },
     ),
+    _member(
+        "event",
+        ["topic"],
+        {
+            "topic": {"type": "string", "description": "published on the tenant's own topics"},
+            "payload": {},
+        },
+    ),
 ]
 TARGET_SCHEMA: dict[str, Any] = {
     "description": "Where a firing goes; `type` picks the member (absent: http).",

@@ -129,7 +129,7 @@ def test_the_openapi_document_states_the_target_union(client: TestClient) -> Non
     schema = client.get("/openapi.json").json()["components"]["schemas"]["TaskIn"]
     members = schema["properties"]["target"]["anyOf"]
     kinds = [member["properties"]["type"]["enum"][0] for member in members]
-    assert kinds == ["http", "lambda", "sqs", "sns", "eventbridge"]
+    assert kinds == ["http", "lambda", "sqs", "sns", "eventbridge", "event"]
     assert "type" not in members[0]["required"]  # http stays the default
     assert all("type" in member["required"] for member in members[1:])
 
@@ -147,7 +147,11 @@ def test_a_direct_target_needs_a_native_schedule_and_a_compiled_window(
     windowed = task_body(target=TARGETS["sqs"], window=off_hour)
     error = envelope(client.post("/v1/tasks", json=windowed), 422, "VALIDATION_ERROR")
     assert error["details"][0]["field"] == "window"
-    assert stored(db_sessions) == 0 and schedules(db_sessions) == 0
+    upstream = client.post("/v1/tasks", json=task_body()).json()
+    gated = task_body(target=TARGETS["sqs"], depends_on=[upstream["id"]])
+    error = envelope(client.post("/v1/tasks", json=gated), 422, "VALIDATION_ERROR")
+    assert error["details"][0]["field"] == "depends_on"
+    assert stored(db_sessions) == 1 and schedules(db_sessions) == 1  # the upstream task only
     exact = {**off_hour, "start": "08:00"}
     created = client.post("/v1/tasks", json=task_body(target=TARGETS["sqs"], window=exact))
     assert created.status_code == 201, created.text
