@@ -13,6 +13,14 @@ Two steps, both driven by the database, so a restart (or a `kill -9`) loses noth
    the row. A crash after the call but before the delete redelivers the same occurrence with
    the same `webhook-id`, which is what EventBridge's at-least-once delivery allows.
 
+With `LocalDelivery` (the app's and `timebridge engine`'s set-up) the calls are made from one
+asyncio loop instead of a thread each (`LocalDelivery.call_async`: the proxy's own steps, so the
+guard, signatures and timeouts are the same), at most `workers` at once, and outcomes are
+recorded in batches by one thread. With a `lookahead`, schedules due within it are claimed and
+their rows leased that much early, and each call waits in memory for its due time: a burst of
+occurrences due in one second costs no database work at that second but the sends and the
+recording. `_prepare` is the one place a leased firing becomes the event to send.
+
 On PostgreSQL several engines share the work: claims and leases take rows with
 `FOR UPDATE SKIP LOCKED`. On SQLite one engine per database file holds an exclusive file lock;
 another one refuses to start.
@@ -20,6 +28,7 @@ another one refuses to start.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -34,7 +43,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -50,6 +59,10 @@ from service.domain.tasks import fill_context
 logger = logging.getLogger("timebridge.engine")
 
 MAX_CATCH_UP_STEPS = 1000  # occurrences walked one by one before jumping over a long gap
+# How early the app's engine claims and leases what is due (calls still wait for their time):
+# enough to claim a burst of 10,000 occurrences before their second comes.
+ENGINE_LOOKAHEAD = timedelta(seconds=10)
+RECORDING_HELD_BACK = 5.0  # seconds recording may wait while a burst is being sent
 
 
 class Deliverer(Protocol):
@@ -116,6 +129,8 @@ class LocalEngine:
         lease: timedelta = timedelta(seconds=150),
         rng: random.Random | None = None,
         lock_path: Path | None = None,
+        lookahead: timedelta = timedelta(0),
+        max_outstanding: int = 10_000,
     ) -> None:
         self.sessions = sessions
         self.delivery = delivery
@@ -131,6 +146,11 @@ class LocalEngine:
         self.lease = lease
         self.rng = rng or random.Random()
         self.lock_path = lock_path
+        # Claim and lease this much early (asynchronous delivery only; each call still waits
+        # for its due time). A schedule paused or deleted within it still fires that once.
+        self.lookahead = lookahead
+        # Leased and not yet recorded, at most (asynchronous delivery): bounds memory.
+        self.max_outstanding = max_outstanding
         self.stats = EngineStats()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -143,6 +163,12 @@ class LocalEngine:
         self._records: queue.Queue[tuple[LocalFiring, dict[str, Any]] | None] | None = None
         self._recording: threading.Thread | None = None
         self.recorder: Any = None
+        self._send_loop: asyncio.AbstractEventLoop | None = None
+        self._sending: threading.Thread | None = None
+        self._waiting: set[asyncio.Task[None]] = set()
+        self._sender: Any = None
+        self._queued = 0  # calls due and waiting for a free slot
+        self._slots_async: asyncio.Semaphore | None = None
         bind = sessions.kw["bind"]
         self._postgres = bind.dialect.name == "postgresql"
 
@@ -154,7 +180,10 @@ class LocalEngine:
         self._acquire_lock()
         if self._lock_file is not None:
             self._release_leases()
-        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="tb-fire")
+        if hasattr(self.delivery, "call_async") and hasattr(self.delivery, "recorder"):
+            self._start_sending()
+        else:
+            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="tb-fire")
         if hasattr(self.delivery, "call") and hasattr(self.delivery, "recorder"):
             self.recorder = self.delivery.recorder
             self._records = queue.Queue()
@@ -172,6 +201,7 @@ class LocalEngine:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._stop_sending(timeout)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=False)
             self._pool = None
@@ -235,7 +265,7 @@ class LocalEngine:
                 self.dispatch_due()
                 # Every worker busy: what is due waits for one to be released (which wakes
                 # this loop), instead of spinning on the database meanwhile.
-                busy = self._in_flight >= self.workers
+                busy = self._in_flight >= self._capacity()
                 wait = self.max_wait if busy else self._seconds_to_next()
             except Exception:
                 logger.exception("engine pass failed; trying again shortly")
@@ -245,16 +275,31 @@ class LocalEngine:
             self._wake.clear()
 
     def _seconds_to_next(self) -> float:
-        now = self.clock()
+        now = self.clock() + self._lead()
         with self.sessions() as session:
             next_schedule = session.scalar(
                 select(func.min(LocalSchedule.next_fire_at)).where(LocalSchedule.enabled)
             )
-            next_firing = session.scalar(select(func.min(LocalFiring.due_at)))
-        soonest = [t for t in (next_schedule, next_firing) if t is not None]
+            # Rows being delivered count from when their lease runs out, not from their due
+            # time (which has passed): else the loop would spin while they are in flight.
+            next_firing = session.scalar(
+                select(func.min(LocalFiring.due_at)).where(LocalFiring.lease_until.is_(None))
+            )
+            next_expiry = session.scalar(select(func.min(LocalFiring.lease_until)))
+        soonest = [t for t in (next_schedule, next_firing, next_expiry) if t is not None]
         if not soonest:
             return self.max_wait
         return max(0.0, min(self.max_wait, (min(soonest) - now).total_seconds()))
+
+    def _lead(self) -> timedelta:
+        """How early rows are claimed and leased: only when calls can wait for their time."""
+        return self.lookahead if self._send_loop is not None else timedelta(0)
+
+    def _capacity(self) -> int:
+        """Firings leased and not yet recorded, at most."""
+        return (
+            max(self.workers, self.max_outstanding) if self._send_loop is not None else self.workers
+        )
 
     # --- step 1: claim -------------------------------------------------------------------------
 
@@ -262,16 +307,16 @@ class LocalEngine:
         """Take every occurrence that has come off its schedule into the outbox."""
         total = 0
         while not self._stop.is_set():
-            taken = self._claim_batch(self.clock())
+            taken = self._claim_batch(self.clock(), self._lead())
             total += taken
             if taken < self.batch:
                 break
         return total
 
-    def _claim_batch(self, now: datetime) -> int:
+    def _claim_batch(self, now: datetime, lead: timedelta = timedelta(0)) -> int:
         query = (
             select(LocalSchedule)
-            .where(LocalSchedule.enabled, LocalSchedule.next_fire_at <= now)
+            .where(LocalSchedule.enabled, LocalSchedule.next_fire_at <= now + lead)
             .order_by(LocalSchedule.next_fire_at)
             .limit(self.batch)
         )
@@ -280,10 +325,13 @@ class LocalEngine:
         missed_reports: list[tuple[str, datetime, datetime, int, bool]] = []
         with self.sessions() as session:
             rows = list(session.scalars(query))
+            firings: list[dict[str, Any]] = []
             for row in rows:
-                report = self._take(session, row, now)
+                report = self._take(session, row, now, lead, firings)
                 if report is not None:
                     missed_reports.append(report)
+            if firings:
+                session.execute(insert(LocalFiring), firings)
             try:
                 session.commit()
             except IntegrityError:
@@ -297,7 +345,12 @@ class LocalEngine:
         return len(rows)
 
     def _take(
-        self, session: Session, row: LocalSchedule, now: datetime
+        self,
+        session: Session,
+        row: LocalSchedule,
+        now: datetime,
+        lead: timedelta,
+        firings: list[dict[str, Any]],
     ) -> tuple[str, datetime, datetime, int, bool] | None:
         """Move one schedule past `now`, writing an outbox row per occurrence to fire.
 
@@ -313,7 +366,7 @@ class LocalEngine:
         missed_last: datetime | None = None
         missed_count = 0
         steps = 0
-        while instant is not None and instant <= now:
+        while instant is not None and instant <= now + lead:
             if instant >= horizon:
                 taken.append(instant)
             else:
@@ -334,36 +387,34 @@ class LocalEngine:
             statement = (
                 update(LocalSchedule).where(mine).values(next_fire_at=instant, last_fired_at=now)
             )
-        moved = session.execute(statement.execution_options(synchronize_session=False))
+        moved = session.connection().execute(statement)  # Core: no ORM bookkeeping per row
         if getattr(moved, "rowcount", 0) != 1:
             return None  # another engine took these occurrences
         for occurrence in taken:
-            self._enqueue(session, row, occurrence, now)
+            firings.append(self._firing(row, occurrence, now))
         self.stats.missed += max(missed_count, 0)
         owner = task_id_for(row.name)
         if missed_first is None or missed_last is None or owner is None:
             return None
         return owner, missed_first, missed_last, missed_count, missed_count >= 0
 
-    def _enqueue(
-        self, session: Session, row: LocalSchedule, instant: datetime, now: datetime
-    ) -> None:
+    def _firing(self, row: LocalSchedule, instant: datetime, now: datetime) -> dict[str, Any]:
+        """The outbox row of one occurrence taken off `row` (inserted with the claim)."""
         window = row.flexible_window_minutes or 0
         jitter = timedelta(seconds=self.rng.uniform(0, window * 60)) if window else timedelta()
-        session.add(
-            LocalFiring(
-                id=str(uuid.uuid4()),
-                schedule_name=row.name,
-                schedule_arn=row.arn,
-                scheduled_time=instant,
-                due_at=instant + jitter,
-                input=row.input,
-                deliveries=0,
-                lease_until=None,
-                created_at=now,
-            )
-        )
         self.stats.fired += 1
+        return {
+            "id": str(uuid.uuid4()),
+            "schedule_name": row.name,
+            "schedule_arn": row.arn,
+            "scheduled_time": instant,
+            "due_at": instant + jitter,
+            "input": row.input,
+            "deliveries": 0,
+            "lease_until": None,
+            "lease_token": None,
+            "created_at": now,
+        }
 
     def _report_missed(
         self, task_id: str, first: datetime, last: datetime, count: int, complete: bool
@@ -387,11 +438,11 @@ class LocalEngine:
         """Lease due outbox rows (as many as there are free workers) and deliver them."""
         started = 0
         while not self._stop.is_set():
-            free = self.workers - self._in_flight
+            free = self._capacity() - self._in_flight
             if free <= 0:
                 break
             wanted = min(free, self.batch)
-            leased = self._lease(self.clock(), wanted)
+            leased = self._lease(self.clock(), wanted, self._lead())
             for firing in leased:
                 self._submit(firing)
             started += len(leased)
@@ -399,14 +450,16 @@ class LocalEngine:
                 break
         return started
 
-    def _lease(self, now: datetime, limit: int) -> list[LocalFiring]:
+    def _lease(
+        self, now: datetime, limit: int, lead: timedelta = timedelta(0)
+    ) -> list[LocalFiring]:
         """Take up to `limit` due rows. The lease is a compare-and-set with a fresh token, so
         two engines can never both hold a row (PostgreSQL also skips rows another engine is
         leasing right now instead of waiting for them)."""
         free = or_(LocalFiring.lease_until.is_(None), LocalFiring.lease_until < now)
         candidates = (
             select(LocalFiring.id)
-            .where(LocalFiring.due_at <= now, free)
+            .where(LocalFiring.due_at <= now + lead, free)
             .order_by(LocalFiring.due_at)
             .limit(limit)
         )
@@ -439,10 +492,18 @@ class LocalEngine:
     def _submit(self, firing: LocalFiring) -> None:
         with self._in_flight_lock:
             self._in_flight += 1
+        if self._send_loop is not None:
+            self._send_loop.call_soon_threadsafe(self._spawn, firing)
+            return
         if self._pool is None:  # driven by hand (tests, `run_once`): deliver inline
             self._deliver(firing)
             return
         self._pool.submit(self._deliver, firing)
+
+    def _prepare(self, firing: LocalFiring) -> dict[str, Any]:
+        """A leased firing made into the event to send: the one point every firing passes
+        between the claim and the call, whichever way it is sent."""
+        return self._event(firing)
 
     def _event(self, firing: LocalFiring) -> dict[str, Any]:
         event: dict[str, Any] = json.loads(
@@ -459,7 +520,7 @@ class LocalEngine:
     def _deliver(self, firing: LocalFiring) -> None:
         batching = self._records is not None
         try:
-            event = self._event(firing)
+            event = self._prepare(firing)
             if batching:
                 # The call here; recording (and clearing the outbox row) in batches by the
                 # recording thread, one transaction for many deliveries.
@@ -476,6 +537,87 @@ class LocalEngine:
             self._clear([firing])
             self.stats.delivered += 1
         self._release(1)
+
+    # --- asynchronous sending ------------------------------------------------------------------
+
+    def _start_sending(self) -> None:
+        """One thread running an asyncio loop that makes the calls, `workers` at a time."""
+        from service.adapters.async_http import AsyncSender
+
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self._send_loop = loop
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            self._sender = AsyncSender()
+            self._slots_async = asyncio.Semaphore(self.workers)
+            ready.set()
+            loop.run_forever()
+
+        self._sending = threading.Thread(target=run, name="tb-send", daemon=True)
+        self._sending.start()
+        ready.wait()
+
+    def _stop_sending(self, timeout: float) -> None:
+        """Calls under way finish; firings still waiting for their time are let go (their
+        rows stay leased, and are delivered after the lease, or at the next start on SQLite)."""
+        loop, self._send_loop = self._send_loop, None
+        if loop is None or self._sending is None:
+            return
+
+        async def wind_down() -> None:
+            for waiting in list(self._waiting):
+                waiting.cancel()
+            current = asyncio.current_task()
+            running = [t for t in asyncio.all_tasks() if t is not current]
+            if running:
+                await asyncio.wait(running, timeout=timeout)
+            await self._sender.close()
+
+        asyncio.run_coroutine_threadsafe(wind_down(), loop).result(timeout + 5)
+        loop.call_soon_threadsafe(loop.stop)
+        self._sending.join(timeout)
+        loop.close()
+        self._sending = None
+
+    def _spawn(self, firing: LocalFiring) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(firing))
+        self._waiting.add(task)
+
+    async def _send(self, firing: LocalFiring) -> None:
+        """Wait for the firing's time, call its target, hand the outcome to the recording
+        thread. A failure leaves the row leased: delivered again once the lease runs out."""
+        try:
+            delay = (firing.due_at - self.clock()).total_seconds()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            assert self._slots_async is not None
+            self._queued += 1
+            try:
+                await self._slots_async.acquire()
+            finally:
+                self._queued -= 1
+            try:
+                self._waiting.discard(asyncio.current_task())
+                event = self._prepare(firing)
+                outcome = await self.delivery.call_async(  # type: ignore[attr-defined]
+                    event, self._sender
+                )
+            finally:
+                self._slots_async.release()
+        except asyncio.CancelledError:
+            self._release(1)
+            raise
+        except Exception:
+            self.stats.failed_deliveries += 1
+            logger.exception("delivery of %s failed; it will be retried", firing.id)
+            self._release(1)
+            return
+        finally:
+            self._waiting.discard(asyncio.current_task())
+        assert self._records is not None
+        self._records.put((firing, outcome))  # released once recorded
 
     def _release(self, count: int) -> None:
         with self._in_flight_lock:
@@ -501,8 +643,21 @@ class LocalEngine:
             if first is None:
                 return
             batch = [first]
+            # While calls wait for a free slot (a burst), recording waits, a few seconds at
+            # most: the sends get the interpreter, and bigger batches cost less per outcome.
+            # Until recorded, an outcome's outbox row stays: a crash meanwhile redelivers it.
+            held = time.monotonic() + RECORDING_HELD_BACK
+            while (
+                self._queued > self.workers
+                and time.monotonic() < held
+                and self._records.qsize() < self.max_outstanding // 2
+                and not self._stop.is_set()
+            ):
+                time.sleep(0.05)
+            pressed = self._queued > 0 or self._records.qsize() > self.batch
             deadline = time.monotonic() + 0.02
-            while len(batch) < self.batch:
+            limit = self.batch * 4 if pressed else self.batch
+            while len(batch) < limit:
                 try:
                     item = self._records.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
