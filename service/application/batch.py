@@ -29,8 +29,8 @@ from service.application.tasks import (
 )
 from service.domain import tasks as rules
 from service.domain.errors import Conflict, InvalidRequest, TimebridgeError, UpstreamThrottled
+from service.domain.limits import MAX_BATCH
 
-MAX_BATCH = 1000
 CHUNK = 100
 FIRST_CHUNK = 8
 
