@@ -28,6 +28,9 @@ def _utc_now() -> datetime:
 class LocalSchedulerBackend:
     """SchedulerBackend over the `local_schedules` table; ARNs look like EventBridge's."""
 
+    # Its schedules live in the service's database: `create` can take `also` (see there).
+    shares_database = True
+
     def __init__(
         self,
         sessions: sessionmaker[Session],
@@ -53,7 +56,15 @@ class LocalSchedulerBackend:
         parse_aws_expression(definition.expression)
         load_zone(definition.expression_timezone, "ScheduleExpressionTimezone")
 
-    def create(self, definition: ScheduleDefinition, *, client_token: str) -> str:
+    def create(
+        self,
+        definition: ScheduleDefinition,
+        *,
+        client_token: str,
+        also: Callable[[Session, str], None] | None = None,
+    ) -> str:
+        """Create the schedule; `also(session, arn)` runs in the same transaction (the task
+        service marks its row provisioned there: this backend shares its database)."""
         self._validate(definition)
         now = self._clock()
         row = LocalSchedule(
@@ -68,6 +79,8 @@ class LocalSchedulerBackend:
         with self._sessions() as session:
             try:
                 insert_rows(session, [row])
+                if also is not None:
+                    also(session, row.arn)
                 session.commit()
             except IntegrityError as exc:
                 session.rollback()
