@@ -62,7 +62,9 @@ MAX_CATCH_UP_STEPS = 1000  # occurrences walked one by one before jumping over a
 # How early the app's engine claims and leases what is due (calls still wait for their time):
 # enough to claim a burst of 10,000 occurrences before their second comes.
 ENGINE_LOOKAHEAD = timedelta(seconds=10)
-RECORDING_HELD_BACK = 5.0  # seconds recording may wait while a burst is being sent
+# Seconds recording may wait while a burst is being sent. A thread busy recording would hold
+# the interpreter for whole switch intervals between the loop's socket calls.
+RECORDING_HELD_BACK = 30.0
 
 
 class Deliverer(Protocol):
@@ -643,14 +645,14 @@ class LocalEngine:
             if first is None:
                 return
             batch = [first]
-            # While calls wait for a free slot (a burst), recording waits, a few seconds at
-            # most: the sends get the interpreter, and bigger batches cost less per outcome.
+            # While calls wait for a free slot (a burst), recording waits (bounded in time
+            # and count): the sends get the interpreter, and bigger batches cost less per outcome.
             # Until recorded, an outcome's outbox row stays: a crash meanwhile redelivers it.
             held = time.monotonic() + RECORDING_HELD_BACK
             while (
                 self._queued > self.workers
                 and time.monotonic() < held
-                and self._records.qsize() < self.max_outstanding // 2
+                and self._records.qsize() < self.max_outstanding
                 and not self._stop.is_set()
             ):
                 time.sleep(0.05)
