@@ -105,7 +105,7 @@ def run_ours(port: int, schedules: int, due: int, workers: int) -> dict[str, Any
     from service.adapters.db.models import LocalFiring, LocalSchedule, Task, Tenant
     from service.adapters.db.session import make_engine, make_session_factory, upgrade
     from service.adapters.invoke import LocalDelivery
-    from service.adapters.scheduler.engine import LocalEngine
+    from service.adapters.scheduler.engine import ENGINE_LOOKAHEAD, LocalEngine
     from service.adapters.scheduler.local import LocalSchedulerBackend
     from service.application.recorder import Recorder
     from service.domain.provisioning import schedule_name_for
@@ -190,7 +190,12 @@ def run_ours(port: int, schedules: int, due: int, workers: int) -> dict[str, Any
     backend = LocalSchedulerBackend(sessions)
     recorder = Recorder(sessions, backend)
     settings = ProxySettings(allowed_networks=(ipaddress.ip_network("127.0.0.1/32"),))
-    local = LocalEngine(sessions, LocalDelivery(recorder, settings), workers=workers)
+    local = LocalEngine(
+        sessions,
+        LocalDelivery(recorder, settings),
+        workers=workers,
+        lookahead=ENGINE_LOOKAHEAD,
+    )
     local.start()
     deadline = time.time() + (when - datetime.now(UTC)).total_seconds() + 300
     while time.time() < deadline:
@@ -258,6 +263,34 @@ def run_apscheduler(port: int, schedules: int, due: int, workers: int) -> dict[s
     }
 
 
+def run_ceiling(port: int, schedules: int, due: int, workers: int) -> dict[str, Any]:
+    """Not a scheduler: `due` bare POSTs sent at once over `workers` keep-alive connections,
+    to measure how many calls a second the sink itself takes on this machine right now."""
+    import asyncio
+
+    request = (
+        f"POST /hook HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 2\r\n\r\n{}"
+    ).encode()
+
+    async def connection(count: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(count):
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+        writer.close()
+
+    async def blast() -> None:
+        shares = [due // workers + (1 if i < due % workers else 0) for i in range(workers)]
+        await asyncio.gather(*(connection(n) for n in shares if n))
+
+    began = time.time()
+    asyncio.run(blast())
+    return {"due_at": began, "fired": due, "setup_s": 0.0, "peak_rss_mb": peak_rss_mb()}
+
+
 # --- orchestration -----------------------------------------------------------------------------
 
 
@@ -312,7 +345,7 @@ def measure(side: str, schedules: int, due: int, workers: int) -> dict[str, Any]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--role", choices=["sink", "ours", "apscheduler"])
+    parser.add_argument("--role", choices=["sink", "ours", "apscheduler", "ceiling"])
     parser.add_argument("--out", type=Path)
     parser.add_argument("--port", type=int)
     parser.add_argument("--schedules", type=int, default=100_000)
@@ -322,12 +355,13 @@ def main() -> None:
     if args.role == "sink":
         run_sink(args.out)
         return
-    if args.role in ("ours", "apscheduler"):
-        run = run_ours if args.role == "ours" else run_apscheduler
+    if args.role in ("ours", "apscheduler", "ceiling"):
+        run = {"ours": run_ours, "apscheduler": run_apscheduler, "ceiling": run_ceiling}[args.role]
         print(json.dumps(run(args.port, args.schedules, args.due, args.workers)))
         return
     ours = measure("ours", args.schedules, args.due, args.workers)
     baseline = measure("apscheduler", args.schedules, args.due, args.workers)
+    ceiling = measure("ceiling", args.schedules, args.due, args.workers)
     summary = {
         "fired": ours["fired"],
         "expected": args.due,
@@ -336,8 +370,13 @@ def main() -> None:
         "throughput_ratio_vs_apscheduler": round(
             ours.get("throughput_per_s", 0) / baseline.get("throughput_per_s", float("inf")), 2
         ),
+        # What the sink itself takes (bare requests, same concurrency): the bound on both sides.
+        "sink_ceiling_ratio_vs_apscheduler": round(
+            ceiling.get("throughput_per_s", 0) / baseline.get("throughput_per_s", float("inf")), 2
+        ),
         "ours": {k: round(v, 3) if isinstance(v, float) else v for k, v in ours.items()},
         "apscheduler": {k: round(v, 3) if isinstance(v, float) else v for k, v in baseline.items()},
+        "sink_ceiling": {k: round(v, 3) if isinstance(v, float) else v for k, v in ceiling.items()},
     }
     if args.json:
         print(json.dumps(summary))

@@ -32,7 +32,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -57,10 +57,12 @@ from proxy_lambda.transport import (
 from proxy_lambda.window import in_window
 
 __all__ = [
+    "DeliverySteps",
     "Invocation",
     "MalformedEvent",
     "ProxyConfigurationError",
     "ProxySettings",
+    "delivery_steps",
     "handle",
     "handler",
     "occurrence_key",
@@ -160,8 +162,37 @@ def handle(
     `resolve` turns a host name into addresses. Raises ProxyConfigurationError for the proxy's
     own misconfiguration only.
     """
-    settings = settings if settings is not None else _environment_settings()
     send = send if send is not None else _shared_sender()
+    steps = delivery_steps(event, settings=settings, clock=clock, resolve=resolve)
+    try:
+        request = next(steps)
+        while True:
+            reply: TargetResponse | DeliveryError
+            try:
+                reply = send(request)
+            except DeliveryError as exc:
+                reply = exc
+            request = steps.send(reply)
+    except StopIteration as done:
+        outcome: Outcome = done.value
+        return outcome
+
+
+DeliverySteps = Generator[OutgoingRequest, TargetResponse | DeliveryError, Outcome]
+
+
+def delivery_steps(
+    event: Any,
+    *,
+    settings: ProxySettings | None = None,
+    clock: Clock = time.time,
+    resolve: Resolver = resolve_host,
+) -> DeliverySteps:
+    """`handle` without the I/O: yields each request to send (checked by the guard, signed,
+    with the time left for it as its timeout) and takes back the response or the
+    DeliveryError it ended with; returns the outcome record. An asynchronous sender drives
+    the same steps, so every call it makes gets the same guard, signature and timeouts."""
+    settings = settings if settings is not None else _environment_settings()
     started = clock()
     if isinstance(event, dict) and (event.get("gate") or _is_event_target(event)):
         return _without_call(event, started)
@@ -184,7 +215,7 @@ def handle(
     if windowed and _outside_window(event, invocation, outcome):
         return outcome
     identity = _identity_headers(invocation, settings, int(started))
-    _deliver(invocation, identity, int(started), outcome, settings, send, resolve)
+    yield from _deliver(invocation, identity, int(started), outcome, settings, resolve)
     if logger.isEnabledFor(logging.INFO):
         detail = outcome["status_code"] or outcome["error_kind"]
         logger.info("%s: %s %s", invocation.occurrence_key, outcome["status"], detail)
@@ -260,10 +291,10 @@ def _deliver(
     timestamp: int,
     outcome: Outcome,
     settings: ProxySettings,
-    send: Sender,
     resolve: Resolver,
-) -> None:
-    """Call the target, following redirects when allowed (each hop checked); fill `outcome`."""
+) -> Generator[OutgoingRequest, TargetResponse | DeliveryError, None]:
+    """Call the target, following redirects when allowed (each hop checked); fill `outcome`.
+    Yields each request and takes back its response or DeliveryError."""
     url, method, body = invocation.url, invocation.method, invocation.body
     task_headers = invocation.headers
     began = time.perf_counter()
@@ -310,11 +341,10 @@ def _deliver(
             remaining,
             settings.body_limit,
         )
-        try:
-            response = send(request)
-        except DeliveryError as exc:
-            status = TIMEOUT if exc.kind == "timeout" else TRIGGER_FAILED
-            _fail(outcome, status, exc.kind, str(exc), began)
+        response = yield request
+        if isinstance(response, DeliveryError):
+            status = TIMEOUT if response.kind == "timeout" else TRIGGER_FAILED
+            _fail(outcome, status, response.kind, str(response), began)
             return
         _record_response(outcome, response, began, hop)
         location = response.headers.get("location")

@@ -202,7 +202,11 @@ def assemble(
         from datetime import timedelta
 
         from service.adapters.invoke import LocalDelivery, ThreadInvoker, proxy_settings_for
-        from service.adapters.scheduler.engine import LocalEngine, sqlite_lock_path
+        from service.adapters.scheduler.engine import (
+            ENGINE_LOOKAHEAD,
+            LocalEngine,
+            sqlite_lock_path,
+        )
 
         delivery = LocalDelivery(recorder, proxy_settings_for(settings, signing_secret))
         local_engine = LocalEngine(
@@ -213,6 +217,7 @@ def assemble(
             grace=timedelta(seconds=settings.engine_grace_seconds),
             workers=settings.engine_workers,
             lock_path=sqlite_lock_path(settings.database_url),
+            lookahead=ENGINE_LOOKAHEAD,
         )
         from service.application.control import ConcurrencyGate
 

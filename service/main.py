@@ -10,23 +10,27 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from mangum import Mangum
 
 from service.api.errors import install_error_handling
 from service.api.routers import executions, health, schedules, tasks, tenants, triggers
-from service.application.auth import install_key, new_key
-from service.container import Container, build_container, dev_dir
 from service.domain.clock import Clock, utc_now
 from service.logs import configure_logging
 from service.settings import Settings
+
+if TYPE_CHECKING:  # the services load on first use (see service.api.deps): cold start
+    from service.container import Container
 
 logger = logging.getLogger("timebridge")
 
 
 def dev_key_file(settings: Settings) -> Path:
     """Where the development key lives: beside a SQLite database, else in ./.timebridge."""
+    from service.container import dev_dir
+
     return dev_dir(settings) / "dev-api-key"
 
 
@@ -40,6 +44,8 @@ def _package_version() -> str:
 def install_dev_key(container: Container, key_file: Path) -> str | None:
     """With no bootstrap key set and the local backend, make (once) and return a development
     key kept in `key_file`, so `make run` is usable at once."""
+    from service.application.auth import install_key, new_key
+
     settings = container.settings
     if settings.bootstrap_api_key is not None:  # build_container installed it already
         return None
@@ -65,6 +71,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         # Runs under uvicorn only (Mangum's lifespan is off): wire everything and print the
         # development key before the first request.
         configure_logging()
+        from service.container import build_container
+
         container = build_container(settings, clock=clock)
         app.state.container = container
         key_file = dev_key_file(settings)

@@ -3,7 +3,9 @@
 - `LambdaInvoker` (AWS): an asynchronous invoke of the proxy Lambda; its outcome returns through
   the Lambda destination -> SQS -> recorder path like any scheduled firing.
 - `LocalDelivery`: the proxy handler called in-process and its outcome handed straight to the
-  recorder; the embedded engine and `ThreadInvoker` both use it.
+  recorder; the embedded engine and `ThreadInvoker` both use it. `call_async` runs the same
+  handler steps (guard, signature, timeouts, redirects) with an asyncio sender, for the
+  engine's bursts.
 - `ThreadInvoker` (local): `LocalDelivery` on a small worker pool, so the API answers at once.
 - `AwsTargetDelivery` (local): direct targets (lambda, sqs, sns, eventbridge) delivered through
   boto3 to whatever the AWS configuration points at (`AWS_ENDPOINT_URL`: moto server in tests),
@@ -12,16 +14,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
-from proxy_lambda.handler import handle
+from proxy_lambda.handler import REDIRECT_STATUSES, DeliverySteps, delivery_steps, handle
 from proxy_lambda.settings import ProxySettings
 from proxy_lambda.signing import parse_signing_secrets
-from proxy_lambda.transport import Sender
+from proxy_lambda.transport import DeliveryError, OutgoingRequest, Sender, TargetResponse
+from service.adapters.async_http import AsyncSender
 from service.adapters.direct import AwsTargetDelivery, is_direct_event
 from service.application.recorder import MalformedRecord, Recorder, outcome_from_record
 from service.domain.errors import UpstreamThrottled, UpstreamUnavailable
@@ -66,6 +72,26 @@ class LocalDelivery:
             return self.direct.call(event)
         return handle(event, settings=self.proxy_settings, send=self.send)
 
+    async def call_async(self, event: dict[str, Any], sender: AsyncSender) -> dict[str, Any]:
+        """`call` on an asyncio loop: the proxy's own steps, each request sent by `sender`.
+        Steps that may resolve a host name (a target named by host, a redirect) run in a
+        thread, so a slow DNS answer never holds up the loop. With a sender of its own given
+        at construction (tests), the synchronous path runs in a thread instead."""
+        if self.send is not None or is_direct_event(event):  # boto3 is synchronous
+            return await asyncio.to_thread(self.call, event)
+        steps = delivery_steps(event, settings=self.proxy_settings)
+        off_loop = not _names_an_address(event)
+        step: OutgoingRequest | dict[str, Any] = await _advance(steps, None, off_loop)
+        while isinstance(step, OutgoingRequest):
+            reply: TargetResponse | DeliveryError
+            try:
+                reply = await sender.send(step)
+            except DeliveryError as exc:
+                reply = exc
+            redirect = isinstance(reply, TargetResponse) and reply.status in REDIRECT_STATUSES
+            step = await _advance(steps, reply, off_loop or redirect)
+        return step
+
     def deliver(self, event: dict[str, Any]) -> dict[str, Any]:
         """Deliver and record; returns the proxy's outcome record. A record the recorder cannot
         use is logged (locally there is no dead-letter queue to send it to)."""
@@ -75,6 +101,35 @@ class LocalDelivery:
         except MalformedRecord as exc:
             logger.error("outcome not recorded: %s", exc)
         return outcome
+
+
+def _step(
+    steps: DeliverySteps, reply: TargetResponse | DeliveryError | None
+) -> OutgoingRequest | dict[str, Any]:
+    """The next request to send, or the outcome record once the steps are done."""
+    try:
+        return next(steps) if reply is None else steps.send(reply)
+    except StopIteration as done:
+        outcome: dict[str, Any] = done.value
+        return outcome
+
+
+async def _advance(
+    steps: DeliverySteps, reply: TargetResponse | DeliveryError | None, off_loop: bool
+) -> OutgoingRequest | dict[str, Any]:
+    if off_loop:
+        return await asyncio.to_thread(_step, steps, reply)
+    return _step(steps, reply)
+
+
+def _names_an_address(event: Any) -> bool:
+    """Whether the event's target URL names an IP address (no DNS lookup to wait for)."""
+    try:
+        host = urlsplit(event["target"]["url"]).hostname or ""
+        ipaddress.ip_address(host)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+    return True
 
 
 class ThreadInvoker:

@@ -1,21 +1,27 @@
 """Dependencies shared by the routers, declared once. Tests replace them through
-`app.dependency_overrides` (for example `get_clock` to freeze time)."""
+`app.dependency_overrides` (for example `get_clock` to freeze time).
+
+The services (and SQLAlchemy under them) are imported when the first request needs them, not
+when the app is built: a Lambda's cold start pays only for what answers the request. The
+dependency aliases name the real types for the type checker; FastAPI needs only `Depends`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 
-from service.application.auth import Principal, authenticate, recently_authenticated
-from service.application.history import HistoryService
-from service.application.tasks import TaskService
-from service.application.tenancy import TenancyService
-from service.application.triggers import TriggerService
-from service.container import Container, build_container
 from service.domain.clock import Clock, utc_now
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.application.auth import Principal
+    from service.application.history import HistoryService
+    from service.application.tasks import TaskService
+    from service.application.tenancy import TenancyService
+    from service.application.triggers import TriggerService
+    from service.container import Container
 
 
 def get_clock(request: Request) -> Clock:
@@ -40,6 +46,8 @@ def get_container(request: Request) -> Container:
         with state.container_lock:
             container = getattr(state, "container", None)
             if container is None:
+                from service.container import build_container
+
                 container = build_container(state.settings, clock=state.clock)
                 state.container = container
     return container
@@ -51,6 +59,8 @@ async def get_principal(
     """Who is calling, from `Authorization: Bearer <api key | JWT>`; 401 otherwise; 429 when
     the caller's tenant is over its request rate. A key verified in the last second is answered
     here; a lookup runs in the thread pool."""
+    from service.application.auth import authenticate, recently_authenticated
+
     container = await _container(request)
     principal = recently_authenticated(container.sessions, authorization)
     if principal is None:
@@ -89,9 +99,17 @@ def get_triggers(request: Request) -> TriggerService:
 
 ClockDep = Annotated[Clock, Depends(get_clock)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ContainerDep = Annotated[Container, Depends(get_container)]
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
-TasksDep = Annotated[TaskService, Depends(get_tasks)]
-HistoryDep = Annotated[HistoryService, Depends(get_history)]
-TenancyDep = Annotated[TenancyService, Depends(get_tenancy)]
-TriggersDep = Annotated[TriggerService, Depends(get_triggers)]
+if TYPE_CHECKING:
+    ContainerDep = Annotated[Container, Depends(get_container)]
+    PrincipalDep = Annotated[Principal, Depends(get_principal)]
+    TasksDep = Annotated[TaskService, Depends(get_tasks)]
+    HistoryDep = Annotated[HistoryService, Depends(get_history)]
+    TenancyDep = Annotated[TenancyService, Depends(get_tenancy)]
+    TriggersDep = Annotated[TriggerService, Depends(get_triggers)]
+else:  # the same dependencies, without importing the services to build the app
+    ContainerDep = Annotated[Any, Depends(get_container)]
+    PrincipalDep = Annotated[Any, Depends(get_principal)]
+    TasksDep = Annotated[Any, Depends(get_tasks)]
+    HistoryDep = Annotated[Any, Depends(get_history)]
+    TenancyDep = Annotated[Any, Depends(get_tenancy)]
+    TriggersDep = Annotated[Any, Depends(get_triggers)]

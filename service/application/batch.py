@@ -29,9 +29,9 @@ from service.application.tasks import (
 )
 from service.domain import tasks as rules
 from service.domain.errors import Conflict, InvalidRequest, TimebridgeError, UpstreamThrottled
+from service.domain.limits import MAX_BATCH
 from service.domain.triggers import TRIGGER_KINDS
 
-MAX_BATCH = 1000
 CHUNK = 100
 FIRST_CHUNK = 8
 

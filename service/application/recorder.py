@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import Alert, Execution, Task
+from service.adapters.db.session import insert_rows
 from service.application import triggers
 from service.application.tasks import _compiled, control_of, definition_for
 from service.application.triggers import Invoker
@@ -268,8 +269,21 @@ class Recorder:
         results: list[tuple[str, bool]] = []
         try:
             with self.sessions() as session:
-                for outcome in outcomes:
-                    results.append(self._apply_one(session, outcome, now, published, observed))
+                # A batch reads its tasks and existing executions in two queries and inserts
+                # its new executions in one statement, instead of a few statements each.
+                batch = len(outcomes) > 1
+                tasks, known = self._prefetch(session, outcomes) if batch else ([], None)
+                fresh: list[Execution] | None = [] if batch else None
+                with session.no_autoflush:
+                    for outcome in outcomes:
+                        results.append(
+                            self._apply_one(
+                                session, outcome, now, published, observed, known, fresh
+                            )
+                        )
+                if fresh:
+                    insert_rows(session, fresh)  # before the alerts that name them
+                del tasks  # held until here: the identity map keeps only weak references
                 if also is not None:
                     also(session)
                 session.commit()
@@ -304,14 +318,24 @@ class Recorder:
         now: datetime,
         published: list[dict[str, Any]],
         observed: list[tuple[str, int | None, float | None]],
+        known: dict[tuple[str, datetime, int], Execution] | None = None,
+        fresh: list[Execution] | None = None,
     ) -> tuple[str, bool]:
-        """One outcome inside the caller's transaction: (execution id, follow-ups pending)."""
+        """One outcome inside the caller's transaction: (execution id, follow-ups pending).
+        `known` holds the batch's executions already read (see `_prefetch`); with `fresh`,
+        new executions are collected there for the caller to insert, not added."""
         task = session.get(Task, outcome.task_id)
         if task is None:
             raise MalformedRecord(f"no task {outcome.task_id}")
         if outcome.tenant_id is not None and outcome.tenant_id != task.tenant_id:
             raise MalformedRecord(f"task {outcome.task_id} is not tenant {outcome.tenant_id}")
-        execution = self._locked_execution(session, task, outcome.scheduled_time, outcome.attempt)
+        key = (task.id, outcome.scheduled_time, outcome.attempt)
+        if known is not None:
+            execution = known.get(key)
+        else:
+            execution = self._locked_execution(
+                session, task, outcome.scheduled_time, outcome.attempt
+            )
         if execution is None:
             current: str | None = None
             execution = new_execution(
@@ -321,7 +345,12 @@ class Recorder:
                 now,
                 trigger=RETRY if outcome.attempt > 1 else SCHEDULE,
             )
-            session.add(execution)
+            if fresh is not None:
+                fresh.append(execution)
+            else:
+                session.add(execution)
+            if known is not None:
+                known[key] = execution  # a second copy in this batch finds it
         elif execution.outcome_recorded:
             return execution.id, execution.followups_pending  # a duplicate: nothing changes
         else:  # a callback, or a manual run, made the row first
@@ -979,6 +1008,22 @@ class Recorder:
         self.backend.delete(task.schedule_name)  # one-time ones are gone already (DELETE)
 
     # --- helpers -------------------------------------------------------------------------------
+
+    def _prefetch(
+        self, session: Session, outcomes: Sequence[Outcome]
+    ) -> tuple[list[Task], dict[tuple[str, datetime, int], Execution]]:
+        """Load the batch's tasks and lock its executions that exist already, keyed by
+        occurrence. The caller holds on to the tasks while it works: the session's identity
+        map keeps only weak references, and `session.get` finds them there."""
+        task_ids = sorted({outcome.task_id for outcome in outcomes})
+        times = sorted({outcome.scheduled_time for outcome in outcomes})
+        tasks = list(session.scalars(select(Task).where(Task.id.in_(task_ids))))
+        existing = session.scalars(
+            select(Execution)
+            .where(Execution.task_id.in_(task_ids), Execution.scheduled_time.in_(times))
+            .with_for_update()
+        )
+        return tasks, {(row.task_id, row.scheduled_time, row.attempt): row for row in existing}
 
     def _locked_execution(
         self, session: Session, task: Task, scheduled: datetime, attempt: int

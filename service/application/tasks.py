@@ -298,22 +298,53 @@ class TaskService:
         if task.kind in triggers.TRIGGER_KINDS:
             return task_view(task, now=now), True  # nothing to provision: live already
         definition = definition_for(task)
-        try:
-            arn = self.provision_schedule(definition, task)
-        except Exception:
-            self._forget(task.id)
-            raise
-        now = self.clock()
         live = rules.SCHEDULED if task.enabled else rules.PAUSED
-        with self.sessions() as session:
-            # One statement; the reconciler may have finished the row first, so only a row still
-            # `provisioning` changes status.
+        marked = self._provision_marking(definition, task, live)
+        if marked is not None:
+            arn, now = marked
+        else:
+            try:
+                arn = self.provision_schedule(definition, task)
+            except Exception:
+                self._forget(task.id)
+                raise
+            now = self.clock()
+            with self.sessions() as session:
+                # One statement; the reconciler may have finished the row first, so only a row
+                # still `provisioning` changes status.
+                session.connection().execute(
+                    MARK_PROVISIONED, {"task_id": task.id, "arn": arn, "now": now, "live": live}
+                )
+                session.commit()
+        task.status, task.schedule_arn, task.updated_at = live, arn, now
+        return task_view(task, now=now), True
+
+    def _provision_marking(
+        self, definition: ScheduleDefinition, task: Task, live: str
+    ) -> tuple[str, datetime] | None:
+        """With a backend that keeps schedules in this database (`local`), the schedule and
+        the row's move out of `provisioning` are one transaction: one commit fewer per create,
+        and no moment where one exists without the other. (ARN, time) when done this way; None
+        when the backend cannot, or the schedule exists already (the caller then adopts it)."""
+        if not getattr(self.backend, "shares_database", False):
+            return None
+        backend: Any = self.backend  # its create takes `also` (see LocalSchedulerBackend)
+        now = self.clock()
+
+        def mark(session: Session, arn: str) -> None:
             session.connection().execute(
                 MARK_PROVISIONED, {"task_id": task.id, "arn": arn, "now": now, "live": live}
             )
-            session.commit()
-        task.status, task.schedule_arn, task.updated_at = live, arn, now
-        return task_view(task, now=now), True
+
+        token = client_token_for(task.id, task.version)
+        try:
+            arn: str = backend.create(definition, client_token=token, also=mark)
+        except Conflict:
+            return None
+        except Exception:
+            self._forget(task.id)
+            raise
+        return arn, now
 
     def provision_schedule(self, definition: ScheduleDefinition, task: Task) -> str:
         try:

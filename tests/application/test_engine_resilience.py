@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy_lambda.settings import ProxySettings
-from service.adapters.db.models import Execution
+from service.adapters.db.models import Execution, LocalFiring
 from service.adapters.invoke import LocalDelivery
 from service.adapters.scheduler.engine import LocalEngine
 from service.adapters.scheduler.local import LocalSchedulerBackend
@@ -86,3 +86,115 @@ def test_bad_receivers_do_not_delay_the_others(
     worst = max(done[t].late_seconds or 0 for t in good)
     print(f"\nworst lateness of the good schedules: {worst:.2f} s")
     assert worst < 1.0
+
+
+def test_a_lookahead_claims_early_but_calls_at_the_due_time(
+    db_sessions: sessionmaker[Session], receiver: TargetServer
+) -> None:
+    """The app's engine claims and leases what is due within its lookahead, then sends each
+    call from its asyncio loop when the time comes: never before it, once, and recorded."""
+    backend = LocalSchedulerBackend(db_sessions)
+    tasks = TaskService(db_sessions, backend)
+    recorder = Recorder(db_sessions, backend)
+    settings = ProxySettings(allowed_networks=(ipaddress.ip_network("127.0.0.1/32"),))
+    engine = LocalEngine(
+        db_sessions,
+        LocalDelivery(recorder, settings),
+        workers=4,
+        lookahead=timedelta(seconds=30),
+    )
+    backend.on_change = engine.wake
+    tenant = add_tenant(db_sessions)
+    due = (datetime.now(UTC) + timedelta(seconds=6)).replace(microsecond=0)
+    ids = {
+        str(
+            tasks.create(
+                tenant,
+                {
+                    "name": f"soon-{i}",
+                    "schedule": {"kind": "once", "at": format_scheduled_time(due)},
+                    "target": {"url": receiver.url(f"/ok/{i}")},
+                },
+            )[0]["id"]
+        )
+        for i in range(5)
+    }
+    engine.start()
+    try:
+        claimed = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with db_sessions() as session:
+                leased = session.scalars(select(LocalFiring)).all()
+                done = list(session.scalars(select(Execution)))
+            if datetime.now(UTC) < due and len(leased) == 5:
+                claimed = claimed or all(f.lease_until is not None for f in leased)
+            if len(done) == 5:
+                break
+            time.sleep(0.1)
+    finally:
+        engine.stop()
+    assert claimed  # taken off the schedules and leased before their time
+    assert {row.task_id for row in done} == ids
+    assert all(row.status == "success" for row in done)
+    assert all(row.started_at is not None and row.started_at >= due for row in done)
+    assert len(receiver.received) == 5
+
+
+def test_a_schedule_changed_after_an_early_claim_fires_as_changed_and_only_once(
+    db_sessions: sessionmaker[Session], receiver: TargetServer
+) -> None:
+    """Claimed within the lookahead, then paused, updated or cancelled before its time: like
+    EventBridge, a paused or cancelled schedule does not fire that occurrence, and an updated
+    one fires it once, as updated (the local backend withdraws early claims; the engine sends
+    only what is still in the outbox). Issue "Embedded local engine" (never duplicate)."""
+    backend = LocalSchedulerBackend(db_sessions)
+    tasks = TaskService(db_sessions, backend)
+    recorder = Recorder(db_sessions, backend)
+    settings = ProxySettings(allowed_networks=(ipaddress.ip_network("127.0.0.1/32"),))
+    engine = LocalEngine(
+        db_sessions, LocalDelivery(recorder, settings), workers=4, lookahead=timedelta(seconds=30)
+    )
+    backend.on_change = engine.wake
+    tenant = add_tenant(db_sessions)
+    due = (datetime.now(UTC) + timedelta(seconds=5)).replace(microsecond=0)
+
+    def make(name: str) -> str:
+        body = {
+            "name": name,
+            "schedule": {"kind": "once", "at": format_scheduled_time(due)},
+            "target": {"url": receiver.url(f"/ok/{name}")},
+        }
+        return str(tasks.create(tenant, body)[0]["id"])
+
+    paused, updated, cancelled, kept = (
+        make("paused"),
+        make("updated"),
+        make("cancelled"),
+        make("kept"),
+    )
+    engine.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with db_sessions() as session:
+                leased = [f for f in session.scalars(select(LocalFiring)) if f.lease_until]
+            if len(leased) == 4:
+                break
+            time.sleep(0.05)
+        assert len(leased) == 4 and datetime.now(UTC) < due - timedelta(seconds=1)
+        tasks.pause(tenant, paused)
+        tasks.update(tenant, updated, {"target": {"url": receiver.url("/ok/updated-v2")}})
+        tasks.cancel(tenant, cancelled)
+        while time.monotonic() < deadline:
+            with db_sessions() as session:
+                recorded = list(session.scalars(select(Execution)))
+            if len(recorded) >= 2 and datetime.now(UTC) > due + timedelta(seconds=2):
+                break
+            time.sleep(0.1)
+    finally:
+        engine.stop()
+    paths = sorted(request.path for request in receiver.received)
+    assert paths == ["/ok/kept", "/ok/updated-v2"]
+    assert sorted(row.task_id for row in recorded) == sorted([updated, kept])
+    assert engine.stats.withdrawn == 3

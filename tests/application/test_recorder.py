@@ -437,3 +437,37 @@ def test_the_retry_schedule_lands_in_eventbridge(
     assert info is not None and row.retry_at is not None
     assert info.definition.expression == f"at({row.retry_at:%Y-%m-%dT%H:%M:%S})"
     assert json.loads(info.definition.input)["attempt"] == 2
+
+
+def test_a_batch_records_each_occurrence_once_like_single_records(
+    service: TaskService,
+    recorder: Recorder,
+    tenant: str,
+    clock: FrozenClock,
+    db_sessions: sessionmaker[Session],
+    sink: ListSink,
+) -> None:
+    """The local engine's batched path (one transaction, reads and inserts in bulk) gives the
+    same executions, completions, retries and alerts as recording one by one; a copy of an
+    outcome in the same batch, or of one recorded before, changes nothing."""
+    done, _ = service.create(tenant, task_body(name="done"))
+    retried, _ = service.create(tenant, task_body(name="retried"))
+    late, _ = service.create(tenant, task_body(name="late"))
+    clock.now = AT + timedelta(minutes=10)
+    recorder.record_outcome(outcome_from_record(outcome(done["id"], AT)))
+    batch = [
+        outcome(done["id"], AT),  # recorded before
+        outcome(retried["id"], AT, status="failed", code=503),
+        outcome(retried["id"], AT, status="failed", code=503),  # a copy in the same batch
+        outcome(late["id"], AT, started=AT + timedelta(minutes=5)),
+    ]
+    ids = recorder.record_outcomes([outcome_from_record(r) for r in batch])
+    assert ids[1] == ids[2] and len(set(ids)) == 3
+    assert [(r.attempt, r.status) for r in executions(db_sessions, done["id"])] == [(1, "success")]
+    (failed,) = executions(db_sessions, retried["id"])
+    assert (failed.status, failed.status_code, failed.retry_at is not None) == ("failed", 503, True)
+    (started_late,) = executions(db_sessions, late["id"])
+    assert started_late.late_seconds == 300.0
+    assert [a["kind"] for a in sink.alerts] == ["late"]
+    assert task_row(db_sessions, late["id"]).status == "completed"
+    assert task_row(db_sessions, retried["id"]).status == "scheduled"

@@ -4,15 +4,18 @@ updates, pause/resume, cancel, listing, isolation, and no half-done work on back
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.adapters.db.models import IdempotencyRecord, Task
+from service.adapters.db.models import IdempotencyRecord, LocalSchedule, Task
+from service.adapters.scheduler.local import LocalSchedulerBackend
 from service.application.tasks import TaskService
 from service.domain.errors import Conflict, InvalidRequest, InvalidSchedule, NotFound
+from service.domain.provisioning import ScheduleDefinition
 from tests.application.fakes import FaultyBackend, FrozenClock, add_tenant
 
 
@@ -244,3 +247,42 @@ def test_update_whose_input_would_be_too_large_changes_nothing(
     assert caught.value.field == "target"
     assert backend.calls == calls
     assert service.get(tenant, task["id"])["version"] == 1
+
+
+class _FailsAfterMarking(LocalSchedulerBackend):
+    """The local backend whose transaction fails after the row was marked provisioned."""
+
+    def create(
+        self,
+        definition: ScheduleDefinition,
+        *,
+        client_token: str,
+        also: Callable[[Session, str], None] | None = None,
+    ) -> str:
+        def mark_then_fail(session: Session, arn: str) -> None:
+            assert also is not None
+            also(session, arn)
+            raise RuntimeError("the commit never happens")
+
+        return super().create(definition, client_token=client_token, also=mark_then_fail)
+
+
+def test_with_the_local_backend_schedule_and_status_commit_together(
+    db_sessions: sessionmaker[Session],
+) -> None:
+    """SEEDS 004 two-phase provisioning, `local` backend: the schedule and the row's move to
+    `scheduled` are one transaction (one commit fewer per create). When it fails, neither
+    stays, and the row made in the first phase is removed: no task claims a schedule."""
+    tenant = add_tenant(db_sessions)
+    working = TaskService(db_sessions, LocalSchedulerBackend(db_sessions))
+    task, _ = working.create(tenant, body(name="kept"))
+    with db_sessions() as session:
+        row = session.get(Task, task["id"])
+        assert row is not None and row.status == "scheduled" and row.schedule_arn
+        assert session.get(LocalSchedule, row.schedule_name) is not None
+    failing = TaskService(db_sessions, _FailsAfterMarking(db_sessions))
+    with pytest.raises(RuntimeError):
+        failing.create(tenant, body(name="lost"))
+    with db_sessions() as session:
+        assert [t.name for t in session.scalars(select(Task))] == ["kept"]
+        assert session.scalar(select(func.count()).select_from(LocalSchedule)) == 1

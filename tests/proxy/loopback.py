@@ -30,6 +30,10 @@ class ReceivedRequest(NamedTuple):
 
 class TargetServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a burst of concurrent connects (the engine's
+    # asyncio sender opens one per call in flight) would overflow it and wait for SYN
+    # retransmits, which no real server's backlog (uvicorn 2048, nginx 511) makes happen.
+    request_queue_size = 128
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), TargetHandler)

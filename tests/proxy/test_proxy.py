@@ -36,7 +36,7 @@ from proxy_lambda.signing import (
     parse_signing_secrets,
     verify_callback_token,
 )
-from proxy_lambda.transport import OutgoingRequest, TargetResponse, Urllib3Sender
+from proxy_lambda.transport import OutgoingRequest, Sender, TargetResponse, Urllib3Sender
 from service.domain.tasks import (
     CONTEXT_ATTRIBUTES,
     normalize_callback,
@@ -44,6 +44,7 @@ from service.domain.tasks import (
     schedule_input,
 )
 from tests.proxy.loopback import TargetServer
+from tests.support.loop_sender import LoopSender
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK_ID = "5b0c8a52-6f0e-4d3c-9a3e-2f4f1e9d7c11"
@@ -132,9 +133,16 @@ def server() -> Iterator[TargetServer]:
     target.stop()
 
 
-@pytest.fixture(scope="module")
-def sender() -> Urllib3Sender:
-    return Urllib3Sender()
+@pytest.fixture(scope="module", params=["urllib3", "asyncio"])
+def sender(request: pytest.FixtureRequest) -> Iterator[Sender]:
+    """Every calling test runs with the Lambda's sender and with the local engine's (the
+    asyncio one behind the same seam): both must behave alike."""
+    if request.param == "urllib3":
+        yield Urllib3Sender()
+        return
+    looped = LoopSender()
+    yield looped
+    looped.close()
 
 
 @pytest.fixture
@@ -142,9 +150,7 @@ def settings() -> ProxySettings:
     return secret_settings()
 
 
-def deliver(
-    event: Any, sender: Urllib3Sender, settings: ProxySettings, **kwargs: Any
-) -> dict[str, Any]:
+def deliver(event: Any, sender: Sender, settings: ProxySettings, **kwargs: Any) -> dict[str, Any]:
     outcome = handle(event, send=sender, settings=settings, **kwargs)
     json.dumps(outcome)  # the record travels as JSON (Lambda destination, SQS)
     return outcome
@@ -1091,15 +1097,18 @@ def test_https_uses_the_host_name_for_sni_and_the_certificate(
         settings = secret_settings(allowed_target_hosts="hooks.tls.internal")
         resolve = fixed_resolver({"hooks.tls.internal": ["127.0.0.1"]})
         url = f"https://hooks.tls.internal:{tls_server.port}/secure"
-        trusted = Urllib3Sender(ca_certs=cert)
-        outcome = deliver(fired(url), trusted, settings, resolve=resolve)
-        assert outcome["status"] == "success", outcome["error"]
-        assert tls_server.server_names[-1] == "hooks.tls.internal"
-        assert tls_server.received[-1].headers["host"] == f"hooks.tls.internal:{tls_server.port}"
-        # The certificate must match the name: an address literal does not.
-        literal = deliver(
-            fired(f"https://127.0.0.1:{tls_server.port}/"), trusted, settings, resolve=resolve
-        )
-        assert (literal["status"], literal["error_kind"]) == ("trigger_failed", "tls_error")
+        looped = LoopSender(ca_certs=cert)
+        for trusted in (Urllib3Sender(ca_certs=cert), looped):
+            outcome = deliver(fired(url), trusted, settings, resolve=resolve)
+            assert outcome["status"] == "success", outcome["error"]
+            assert tls_server.server_names[-1] == "hooks.tls.internal"
+            host = f"hooks.tls.internal:{tls_server.port}"
+            assert tls_server.received[-1].headers["host"] == host
+            # The certificate must match the name: an address literal does not.
+            literal = deliver(
+                fired(f"https://127.0.0.1:{tls_server.port}/"), trusted, settings, resolve=resolve
+            )
+            assert (literal["status"], literal["error_kind"]) == ("trigger_failed", "tls_error")
     finally:
+        looped.close()
         tls_server.stop()

@@ -7,11 +7,11 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.adapters.db.models import LocalSchedule
+from service.adapters.db.models import LocalFiring, LocalSchedule
 from service.adapters.db.session import insert_rows
 from service.domain.errors import Conflict, NotFound
 from service.domain.provisioning import (
@@ -34,6 +34,9 @@ def _utc_now() -> datetime:
 
 class LocalSchedulerBackend:
     """SchedulerBackend over the `local_schedules` table; ARNs look like EventBridge's."""
+
+    # Its schedules live in the service's database: `create` can take `also` (see there).
+    shares_database = True
 
     def __init__(
         self,
@@ -60,7 +63,15 @@ class LocalSchedulerBackend:
         parse_aws_expression(definition.expression)
         load_zone(definition.expression_timezone, "ScheduleExpressionTimezone")
 
-    def create(self, definition: ScheduleDefinition, *, client_token: str) -> str:
+    def create(
+        self,
+        definition: ScheduleDefinition,
+        *,
+        client_token: str,
+        also: Callable[[Session, str], None] | None = None,
+    ) -> str:
+        """Create the schedule; `also(session, arn)` runs in the same transaction (the task
+        service marks its row provisioned there: this backend shares its database)."""
         self._validate(definition)
         now = self._clock()
         row = LocalSchedule(
@@ -74,7 +85,12 @@ class LocalSchedulerBackend:
         row.next_fire_at = first_fire(definition, now)
         with self._sessions() as session:
             try:
+                # A one-time schedule leaves this table when the engine claims it; created again
+                # (the task updated or paused meanwhile), its early claim gives way to it.
+                _withdraw_early_claims(session, definition.name, now)
                 insert_rows(session, [row])
+                if also is not None:
+                    also(session, row.arn)
                 session.commit()
             except IntegrityError as exc:
                 session.rollback()
@@ -101,6 +117,7 @@ class LocalSchedulerBackend:
             # Like EventBridge, an update starts the schedule afresh from now: occurrences
             # passed while it was disabled are not made up.
             row.next_fire_at = first_fire(definition, row.updated_at)
+            _withdraw_early_claims(session, definition.name, row.updated_at)
             session.commit()
             arn = row.arn
         self._changed()
@@ -109,11 +126,12 @@ class LocalSchedulerBackend:
     def delete(self, name: str) -> bool:
         with self._sessions() as session:
             row = session.get(LocalSchedule, name, with_for_update=True)
-            if row is None:
-                return False
-            session.delete(row)
+            # Also when the row is gone: a one-time schedule leaves it when claimed early.
+            _withdraw_early_claims(session, name, self._clock())
+            if row is not None:
+                session.delete(row)
             session.commit()
-            return True
+            return row is not None
 
     def list(self) -> Iterator[ScheduleSummary]:
         with self._sessions() as session:
@@ -129,6 +147,18 @@ class LocalSchedulerBackend:
 # A schedule with its own target keeps it in the row's Input, wrapped: the engine's firing then
 # carries it, and the context attributes inside are filled like the rest (see invoke.py).
 DIRECT_MARK = '{"direct_target":'
+
+
+def _withdraw_early_claims(session: Session, name: str, now: datetime) -> None:
+    """The engine claims occurrences a little early (its lookahead). Those of this schedule
+    not yet due are taken back from the outbox: an update starts the schedule afresh from now
+    (so they are claimed again if still wanted), a pause or delete means they must not fire.
+    The engine sends only rows still in the outbox at their due time."""
+    session.execute(
+        delete(LocalFiring).where(
+            LocalFiring.schedule_name == name, LocalFiring.scheduled_time > now
+        )
+    )
 
 
 def wrap_direct(definition: ScheduleDefinition) -> str:

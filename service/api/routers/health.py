@@ -7,8 +7,6 @@ from typing import Literal
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.deps import ContainerDep
 
@@ -41,6 +39,9 @@ async def live() -> Health:
     responses={503: {"model": Readiness, "description": "the database does not answer"}},
 )
 def ready(container: ContainerDep) -> JSONResponse:
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         with container.engine.connect() as connection:
             connection.execute(text("SELECT 1"))

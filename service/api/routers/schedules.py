@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import ClockDep
 from service.api.errors import ErrorEnvelope
-from service.domain.schedules import compile_schedule, explain
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
 
@@ -87,5 +86,7 @@ def explain_schedule(
     """The AWS expression, mode, description, warnings and the next fires (UTC and local) of a
     schedule, validated as task creation validates it. Raises InvalidSchedule (422)."""
     now = clock()
+    from service.domain.schedules import compile_schedule, explain  # first use: cold start
+
     compiled = compile_schedule(body.schedule, now=now)
     return ExplainResponse.model_validate(explain(compiled, now=now, count=body.count))
