@@ -151,7 +151,8 @@ class LocalEngine:
         self.rng = rng or random.Random()
         self.lock_path = lock_path
         # Claim and lease this much early (asynchronous delivery only; each call still waits
-        # for its due time). A schedule paused or deleted within it still fires that once.
+        # for its due time). A schedule changed meanwhile withdraws its early claims (see
+        # LocalSchedulerBackend), and only rows still in the outbox are sent.
         self.lookahead = lookahead
         # Leased and not yet recorded, at most (asynchronous delivery): bounds memory.
         self.max_outstanding = max_outstanding
