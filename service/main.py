@@ -21,6 +21,8 @@ from service.container import Container, build_container, dev_dir
 from service.domain.clock import Clock, utc_now
 from service.logs import configure_logging
 from service.settings import Settings
+from service.tracing import TracingMiddleware, configure_tracing
+from service.ui import routes as ui_routes
 
 logger = logging.getLogger("timebridge")
 
@@ -92,12 +94,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.state.clock = clock
     app.state.container_lock = threading.Lock()
     install_error_handling(app)
+    if configure_tracing(settings):
+        app.add_middleware(TracingMiddleware)  # outermost: the request span covers the rest
     app.include_router(health.router)
     app.include_router(schedules.router)
     app.include_router(tasks.router)
     app.include_router(executions.router)
     app.include_router(executions.callbacks)
     app.include_router(tenants.router)
+    app.include_router(ui_routes.router)
     return app
 
 

@@ -1,0 +1,1 @@
+"""The operator dashboard (`/ui`): server-rendered pages over the application services."""
