@@ -221,7 +221,10 @@ def assemble(
         sessions=sessions,
         backend=backend,
         tasks=TaskService(
-            sessions, backend, clock=clock, max_active_tasks=settings.max_active_tasks
+            sessions,
+            _traced(backend),
+            clock=clock,
+            max_active_tasks=settings.max_active_tasks,
         ),
         reconciler=Reconciler(sessions, backend, clock=clock),
         recorder=recorder,
@@ -243,3 +246,13 @@ def assemble(
         delivery=delivery,
         local_engine=local_engine,
     )
+
+
+def _traced(backend: SchedulerBackend) -> SchedulerBackend:
+    """The backend as the task use cases call it: in `scheduler.*` spans when tracing is on."""
+    from service import tracing
+
+    if not tracing.enabled():
+        return backend
+    traced: SchedulerBackend = tracing.TracedBackend(backend)
+    return traced

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     not on the first request that needs it).
     """
 
-    model_config = SettingsConfigDict(env_prefix="TIMEBRIDGE_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="TIMEBRIDGE_", frozen=True, populate_by_name=True)
 
     database_url: str = "sqlite:///./.timebridge/timebridge.db"
     stage: str = Field(default="local", max_length=64)  # names the deployment in metrics
@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     rate_limit_per_minute: int = Field(default=1200, ge=1)  # per tenant, per process
     max_active_tasks: int = Field(default=100_000, ge=1)  # per tenant
+    # Traces (OpenTelemetry over OTLP/HTTP): off unless an endpoint is set.
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TIMEBRIDGE_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    )
+    otel_service_name: str = Field(
+        default="timebridge",
+        validation_alias=AliasChoices("TIMEBRIDGE_OTEL_SERVICE_NAME", "OTEL_SERVICE_NAME"),
+    )
 
     @field_validator("allowed_target_hosts", mode="before")
     @classmethod

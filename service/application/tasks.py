@@ -43,6 +43,7 @@ from service.domain.provisioning import (
     schedule_name_for,
 )
 from service.domain.schedules import CompiledSchedule, compile_schedule
+from service.tracing import traced_task_action
 
 _TICK = timedelta(microseconds=1)
 CAP_RECOUNT = 10.0  # seconds between counts of a tenant's active tasks
@@ -163,6 +164,7 @@ class TaskService:
 
     # --- create ------------------------------------------------------------------------------
 
+    @traced_task_action("create")
     def create(
         self,
         tenant_id: str,
@@ -428,6 +430,7 @@ class TaskService:
 
     # --- change ------------------------------------------------------------------------------
 
+    @traced_task_action("update")
     def update(self, tenant_id: str, task_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         now = self.clock()
         fields = self._validated(body, now, partial=True)
@@ -440,9 +443,11 @@ class TaskService:
             rules.check_placeholders(task.target, task.callback)
             return self._push_and_commit(session, task, now)
 
+    @traced_task_action("pause")
     def pause(self, tenant_id: str, task_id: str) -> dict[str, Any]:
         return self._set_enabled(tenant_id, task_id, enabled=False)
 
+    @traced_task_action("resume")
     def resume(self, tenant_id: str, task_id: str) -> dict[str, Any]:
         return self._set_enabled(tenant_id, task_id, enabled=True)
 
@@ -458,6 +463,7 @@ class TaskService:
                 task.status = rules.SCHEDULED if enabled else rules.PAUSED
             return self._push_and_commit(session, task, now)
 
+    @traced_task_action("cancel")
     def cancel(self, tenant_id: str, task_id: str) -> dict[str, Any]:
         """Cancel: delete the schedule (not-found counts as done) and keep the task and history."""
         now = self.clock()
