@@ -177,6 +177,10 @@ def assemble(
 
             alerts = EmfAlertSink(alerts, settings.stage)
     metrics = Metrics()
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        from service.metrics import EmfWriter
+
+        metrics = Metrics(emf=EmfWriter(settings.stage))  # CloudWatch embedded metrics
     recorder = Recorder(
         sessions,
         backend,

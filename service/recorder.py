@@ -129,6 +129,7 @@ def sweep(container: Container) -> dict[str, Any]:
     swept = container.recorder.sweep()
     report = container.reconciler.run()
     container.metrics.count("timebridge_reconciler_repairs_total", report.repairs)
+    container.metrics.publish_gauges(container.sessions)  # EMF on Lambda; no-op elsewhere
     return {
         **swept,
         "reconcile_repairs": report.repairs,
