@@ -411,3 +411,12 @@ def _next_link(request: Request, cursor: str | None) -> str | None:
     query = {k: v for k, v in request.query_params.items() if k not in ("cursor", "notice")}
     query["cursor"] = cursor
     return f"{request.url.path}?{urlencode(query)}"
+
+
+@router.get("/{unknown:path}")
+async def unknown_page(request: Request, unknown: str) -> Response:
+    """Any other address under /ui: a page saying so, not the API's JSON."""
+    if not unknown:  # "/ui/"
+        return await home(request)
+    key = request.cookies.get(COOKIE)
+    return _error_page(request, NotFound(f"there is no page /ui/{unknown[:100]}"), key)

@@ -195,6 +195,8 @@ def test_application_errors_are_messages_on_the_page(
     missing = browser.get("/ui/tasks/00000000-0000-0000-0000-000000000000")
     assert missing.status_code == 404 and "NOT_FOUND" in missing.text
     assert browser.get("/ui/tasks/" + "x" * 300).status_code == 404
+    nowhere = browser.get("/ui/no/such/page")
+    assert nowhere.status_code == 404 and "there is no page /ui/no/such/page" in nowhere.text
     bad = browser.get("/ui/executions?status=exploded")
     assert bad.status_code == 422 and "status: must be one of" in bad.text
     assert "Traceback" not in bad.text
