@@ -8,7 +8,9 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -158,3 +160,35 @@ def test_the_otlp_endpoint_comes_from_either_variable(monkeypatch: pytest.Monkey
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
     monkeypatch.delenv("TIMEBRIDGE_OTLP_ENDPOINT")
     assert Settings().otlp_endpoint is None
+
+
+def test_with_an_endpoint_spans_are_posted_over_otlp_http() -> None:
+    """The real exporter path: spans batched and POSTed to <endpoint>/v1/traces as protobuf
+    (a loopback collector stands in for the real one); shut-down flushes them."""
+    received: list[tuple[str, str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append((self.path, self.headers.get("Content-Type", ""), body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    collector = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{collector.server_address[1]}"
+        assert tracing.configure_tracing(Settings(database_url="sqlite://", otlp_endpoint=endpoint))
+        with tracing.span("task.create", {"timebridge.task_id": "t-1"}):
+            pass
+        tracing.shutdown_tracing()
+    finally:
+        collector.shutdown()
+        collector.server_close()
+    ((path, content_type, body),) = received
+    assert path == "/v1/traces" and content_type == "application/x-protobuf"
+    assert b"task.create" in body and b"timebridge.task_id" in body and b"t-1" in body
