@@ -22,7 +22,7 @@ from service.domain.clock import Clock, utc_now
 from service.logs import configure_logging
 from service.settings import Settings
 from service.tracing import TracingMiddleware, configure_tracing
-from service.ui import routes as ui_routes
+from service.ui import Dashboard
 
 logger = logging.getLogger("timebridge")
 
@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.include_router(executions.router)
     app.include_router(executions.callbacks)
     app.include_router(tenants.router)
-    app.include_router(ui_routes.router)
+    app.mount("/ui", Dashboard())  # routes and templates load on the first /ui request
     return app
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute, Route, Router
 
 from service.api.deps import get_container, get_principal
 from service.api.routers.executions import retry_execution, run_task
@@ -32,8 +33,6 @@ from service.ui import views
 
 if TYPE_CHECKING:
     from jinja2 import Environment
-
-router = APIRouter(prefix="/ui", include_in_schema=False)
 
 COOKIE = "timebridge_ui_key"
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -213,19 +212,16 @@ async def _action(request: Request, act: Callable[[Principal], str]) -> Response
 # --- signing in and out ------------------------------------------------------------------------
 
 
-@router.get("")
 async def home(request: Request) -> Response:
     if request.cookies.get(COOKIE):
         return RedirectResponse("/ui/tasks", status_code=303)
     return _signin_redirect()
 
 
-@router.get("/signin")
 async def signin_form(request: Request) -> Response:
     return _render(request, "signin.html", message=None, code=None)
 
 
-@router.post("/signin")
 async def signin(request: Request) -> Response:
     try:
         form = await _form(request)
@@ -252,7 +248,6 @@ async def signin(request: Request) -> Response:
     return response
 
 
-@router.post("/signout")
 async def signout(request: Request) -> Response:
     key = request.cookies.get(COOKIE)
     form = await _form(request)
@@ -275,7 +270,6 @@ async def signout(request: Request) -> Response:
 # --- pages -------------------------------------------------------------------------------------
 
 
-@router.get("/tasks")
 async def tasks_page(request: Request) -> Response:
     params = request.query_params
 
@@ -299,8 +293,9 @@ async def tasks_page(request: Request) -> Response:
     return await _page(request, build)
 
 
-@router.get("/tasks/{task_id}")
-async def task_page(request: Request, task_id: str) -> Response:
+async def task_page(request: Request) -> Response:
+    task_id = str(request.path_params["task_id"])
+
     def build(key: str, principal: Principal) -> Response:
         container = get_container(request)
         task = container.tasks.get(principal.tenant_id, _checked_id(task_id, "task"))
@@ -320,7 +315,6 @@ async def task_page(request: Request, task_id: str) -> Response:
     return await _page(request, build)
 
 
-@router.get("/executions")
 async def executions_page(request: Request) -> Response:
     params = request.query_params
 
@@ -348,7 +342,6 @@ async def executions_page(request: Request) -> Response:
     return await _page(request, build)
 
 
-@router.get("/alerts")
 async def alerts_page(request: Request) -> Response:
     params = request.query_params
 
@@ -372,8 +365,9 @@ async def alerts_page(request: Request) -> Response:
 # --- actions -----------------------------------------------------------------------------------
 
 
-@router.post("/executions/{execution_id}/retry")
-async def retry(request: Request, execution_id: str) -> Response:
+async def retry(request: Request) -> Response:
+    execution_id = str(request.path_params["execution_id"])
+
     def act(principal: Principal) -> str:
         container = get_container(request)
         started = retry_execution(
@@ -387,8 +381,9 @@ async def retry(request: Request, execution_id: str) -> Response:
     return await _action(request, act)
 
 
-@router.post("/tasks/{task_id}/run")
-async def run(request: Request, task_id: str) -> Response:
+async def run(request: Request) -> Response:
+    task_id = str(request.path_params["task_id"])
+
     def act(principal: Principal) -> str:
         container = get_container(request)
         run_task(_checked_id(task_id, "task"), principal, container.history, container.tenancy)
@@ -413,10 +408,26 @@ def _next_link(request: Request, cursor: str | None) -> str | None:
     return f"{request.url.path}?{urlencode(query)}"
 
 
-@router.get("/{unknown:path}")
-async def unknown_page(request: Request, unknown: str) -> Response:
+async def unknown_page(request: Request) -> Response:
     """Any other address under /ui: a page saying so, not the API's JSON."""
-    if not unknown:  # "/ui/"
-        return await home(request)
+    unknown = str(request.path_params["unknown"])
     key = request.cookies.get(COOKIE)
     return _error_page(request, NotFound(f"there is no page /ui/{unknown[:100]}"), key)
+
+
+def build_router() -> Router:
+    """The dashboard's routes, relative to its mount point (`/ui`)."""
+    routes: list[BaseRoute] = [
+        Route("/", home, methods=["GET"]),
+        Route("/signin", signin_form, methods=["GET"]),
+        Route("/signin", signin, methods=["POST"]),
+        Route("/signout", signout, methods=["POST"]),
+        Route("/tasks", tasks_page, methods=["GET"]),
+        Route("/tasks/{task_id}", task_page, methods=["GET"]),
+        Route("/tasks/{task_id}/run", run, methods=["POST"]),
+        Route("/executions", executions_page, methods=["GET"]),
+        Route("/executions/{execution_id}/retry", retry, methods=["POST"]),
+        Route("/alerts", alerts_page, methods=["GET"]),
+        Route("/{unknown:path}", unknown_page, methods=["GET"]),
+    ]
+    return Router(routes=routes)

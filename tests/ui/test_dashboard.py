@@ -83,7 +83,8 @@ def failed_execution(browser: TestClient, invoker: RecordingInvoker, container: 
 
 
 def test_visitors_are_sent_to_sign_in_and_a_wrong_key_is_a_message(browser: TestClient) -> None:
-    assert browser.get("/ui").headers["location"] == "/ui/signin"
+    assert browser.get("/ui").headers["location"].endswith("/ui/")
+    assert browser.get("/ui/").headers["location"] == "/ui/signin"
     assert browser.get("/ui/tasks").headers["location"] == "/ui/signin"
     form = browser.get("/ui/signin")
     assert form.status_code == 200
