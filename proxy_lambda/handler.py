@@ -31,6 +31,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
+import secrets
 import time
 from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
@@ -107,6 +109,7 @@ _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 _TASK_ID_CHARS = _ALNUM | frozenset("._-")
 _HEADER_NAME_CHARS = _ALNUM | frozenset("!#$%&'*+-.^_`|~")
 
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 logger = logging.getLogger("timebridge.proxy")
@@ -135,6 +138,9 @@ class Invocation(NamedTuple):
     schedule_arn: str | None
     execution_id: str | None
     delivery_attempt: int | None  # EventBridge's attempt number for this delivery
+    # W3C trace context sent to the target: the invoker's (run now / retry from a traced API
+    # request) when the event carries a valid one, else None and a fresh one per call.
+    traceparent: str | None = None
 
 
 def occurrence_key(task_id: str, scheduled_time: str, attempt: int) -> str:
@@ -282,6 +288,7 @@ def parse_invocation(event: Any) -> Invocation:
         schedule_arn=_text_or_none(context.get("schedule_arn")),
         execution_id=_text_or_none(context.get("execution_id")),
         delivery_attempt=_whole_or_none(context.get("attempt_number")),
+        traceparent=_traceparent_or_none(document.get("traceparent")),
     )
 
 
@@ -381,6 +388,7 @@ def _identity_headers(
         "Timebridge-Task-Id": invocation.task_id,
         "Timebridge-Scheduled-Time": invocation.scheduled_time,
         "Timebridge-Attempt": str(invocation.attempt),
+        "traceparent": invocation.traceparent or new_traceparent(),
     }
     if invocation.callback_enabled:
         headers["Timebridge-Callback-Url"] = _callback_url(invocation, settings)
@@ -720,6 +728,22 @@ def _body(body: Any, method: str, headers: Mapping[str, str]) -> bytes | None:
         return _JSON.encode(body).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise MalformedEvent(f"target.body cannot be sent: {exc}") from None
+
+
+def _traceparent_or_none(value: Any) -> str | None:
+    """A W3C traceparent (version 00, non-zero ids) as sent, else None (a bad one is dropped,
+    not fatal: tracing never stops a delivery)."""
+    if not isinstance(value, str):
+        return None
+    match = _TRACEPARENT.fullmatch(value)
+    if match is None or set(match.group(1)) == {"0"} or set(match.group(2)) == {"0"}:
+        return None
+    return value
+
+
+def new_traceparent() -> str:
+    """A fresh sampled W3C traceparent: the root of this call's trace at the target."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 
 def _text_or_none(value: Any) -> str | None:

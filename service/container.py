@@ -182,6 +182,10 @@ def assemble(
 
             alerts = EmfAlertSink(alerts, settings.stage)
     metrics = Metrics()
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        from service.metrics import EmfWriter
+
+        metrics = Metrics(emf=EmfWriter(settings.stage))  # CloudWatch embedded metrics
     recorder = Recorder(
         sessions,
         backend,
@@ -251,7 +255,7 @@ def assemble(
         backend=backend,
         tasks=TaskService(
             sessions,
-            backend,
+            _traced(backend),
             clock=clock,
             max_active_tasks=settings.max_active_tasks,
             target_policy=TargetPolicy(
@@ -281,3 +285,13 @@ def assemble(
         local_engine=local_engine,
         triggers=triggers,
     )
+
+
+def _traced(backend: SchedulerBackend) -> SchedulerBackend:
+    """The backend as the task use cases call it: in `scheduler.*` spans when tracing is on."""
+    from service import tracing
+
+    if not tracing.enabled():
+        return backend
+    traced: SchedulerBackend = tracing.TracedBackend(backend)
+    return traced

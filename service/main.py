@@ -20,6 +20,8 @@ from service.api.routers import executions, health, schedules, tasks, tenants, t
 from service.domain.clock import Clock, utc_now
 from service.logs import configure_logging
 from service.settings import Settings
+from service.tracing import TracingMiddleware, configure_tracing
+from service.ui import Dashboard
 
 if TYPE_CHECKING:  # the services load on first use (see service.api.deps): cold start
     from service.container import Container
@@ -100,6 +102,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.state.clock = clock
     app.state.container_lock = threading.Lock()
     install_error_handling(app)
+    if configure_tracing(settings):
+        app.add_middleware(TracingMiddleware)  # outermost: the request span covers the rest
     app.include_router(health.router)
     app.include_router(schedules.router)
     app.include_router(tasks.router)
@@ -107,6 +111,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.include_router(executions.callbacks)
     app.include_router(tenants.router)
     app.include_router(triggers.router)
+    app.mount("/ui", Dashboard())  # routes and templates load on the first /ui request
     return app
 
 

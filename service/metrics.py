@@ -6,14 +6,25 @@ Two kinds of figures:
 - counted in this process since it started: executions recorded, their duration and lateness
   (histograms), scheduler errors and throttles, reconciler repairs, rate-limited requests.
 Only aggregates over all tenants: no ids, names or secrets.
+
+On Lambda every process is short-lived and alone, so the same figures also leave as CloudWatch
+embedded-metric (EMF) lines on stdout, written with the standard library (namespace Timebridge,
+dimension Stage): each recorded execution (Executions by Status, ExecutionDuration in
+milliseconds, ExecutionLateness in seconds: CloudWatch keeps the distribution, so percentiles
+replace the histograms), each counter increment (SchedulerErrors by Code, ReconcilerRepairs,
+RateLimited), and the database gauges (Tasks and StoredExecutions by Status) when the sweeper
+calls `publish_gauges` once a minute.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,15 +51,18 @@ class _Histogram:
 class Metrics:
     """This process's counters and histograms; thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, emf: EmfWriter | None = None) -> None:
         self._lock = threading.Lock()
         self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
         self.duration = _Histogram(DURATION_BUCKETS)
         self.lateness = _Histogram(LATENESS_BUCKETS)
+        self.emf = emf
 
     def count(self, name: str, amount: float = 1.0, **labels: str) -> None:
         with self._lock:
             self.counters[(name, tuple(sorted(labels.items())))] += amount
+        if self.emf is not None:
+            self.emf.counter(name, amount, labels)
 
     def observe_execution(
         self, status: str, latency_ms: int | None, late_seconds: float | None
@@ -59,6 +73,18 @@ class Metrics:
                 self.duration.observe(latency_ms / 1000)
             if late_seconds is not None:
                 self.lateness.observe(late_seconds)
+        if self.emf is not None:
+            self.emf.execution(status, latency_ms, late_seconds)
+
+    def publish_gauges(self, sessions: sessionmaker[Session]) -> None:
+        """Tasks and stored executions by status as EMF lines (Lambda's sweeper); nothing
+        without an EMF writer."""
+        if self.emf is None:
+            return
+        tasks, executions = _status_counts(sessions)
+        for metric, counts in (("Tasks", tasks), ("StoredExecutions", executions)):
+            for status, value in counts:
+                self.emf.line({metric: ("Count", value)}, {"Status": status})
 
     def render(self, sessions: sessionmaker[Session] | None = None) -> str:
         lines: list[str] = []
@@ -109,12 +135,20 @@ def _histogram(name: str, histogram: _Histogram, help_text: str) -> list[str]:
     return lines
 
 
-def _database_gauges(sessions: sessionmaker[Session]) -> list[str]:
+def _status_counts(
+    sessions: sessionmaker[Session],
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
     with sessions() as session:
         tasks = session.execute(select(Task.status, func.count()).group_by(Task.status)).all()
         executions = session.execute(
             select(Execution.status, func.count()).group_by(Execution.status)
         ).all()
+    return [(s, int(c)) for s, c in tasks], [(s, int(c)) for s, c in executions]
+
+
+def _database_gauges(sessions: sessionmaker[Session]) -> list[str]:
+    tasks, executions = _status_counts(sessions)
+    with sessions() as session:
         outbox = session.scalar(select(func.count()).select_from(LocalFiring)) or 0
     lines = ["# HELP timebridge_tasks Tasks by status", "# TYPE timebridge_tasks gauge"]
     lines += [f'timebridge_tasks{{status="{status}"}} {count}' for status, count in tasks]
@@ -129,3 +163,66 @@ def _database_gauges(sessions: sessionmaker[Session]) -> list[str]:
         f"timebridge_engine_outbox {outbox}",
     ]
     return lines
+
+
+# Counter names on /metrics -> EMF metric names.
+_EMF_NAMES = {
+    "timebridge_scheduler_errors_total": "SchedulerErrors",
+    "timebridge_reconciler_repairs_total": "ReconcilerRepairs",
+    "timebridge_rate_limited_total": "RateLimited",
+    "timebridge_executions_recorded_total": "Executions",
+}
+
+
+class EmfWriter:
+    """Writes CloudWatch embedded-metric-format lines (one JSON object per line) to `write`
+    (stdout by default, which Lambda ships to CloudWatch Logs)."""
+
+    NAMESPACE = "Timebridge"
+
+    def __init__(
+        self,
+        stage: str,
+        *,
+        write: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.stage = stage
+        self.write = write or (lambda text: print(text, flush=True))
+        self.clock = clock
+
+    def line(self, values: dict[str, tuple[str, float]], dimensions: dict[str, str]) -> None:
+        """One EMF object: `values` maps metric name -> (unit, value)."""
+        names = {"Stage": self.stage, **dimensions}
+        document: dict[str, Any] = {
+            "_aws": {
+                "Timestamp": int(self.clock() * 1000),
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": self.NAMESPACE,
+                        "Dimensions": [list(names)],
+                        "Metrics": [
+                            {"Name": name, "Unit": unit} for name, (unit, _) in values.items()
+                        ],
+                    }
+                ],
+            },
+            **names,
+            **{name: value for name, (_, value) in values.items()},
+        }
+        self.write(json.dumps(document, separators=(",", ":")))
+
+    def counter(self, name: str, amount: float, labels: dict[str, str]) -> None:
+        metric = _EMF_NAMES.get(name) or "".join(
+            part.capitalize() for part in name.removeprefix("timebridge_").split("_")
+        )
+        dimensions = {key.capitalize(): value for key, value in sorted(labels.items())}
+        self.line({metric: ("Count", amount)}, dimensions)
+
+    def execution(self, status: str, latency_ms: int | None, late_seconds: float | None) -> None:
+        values: dict[str, tuple[str, float]] = {"Executions": ("Count", 1)}
+        if latency_ms is not None:
+            values["ExecutionDuration"] = ("Milliseconds", latency_ms)
+        if late_seconds is not None:
+            values["ExecutionLateness"] = ("Seconds", late_seconds)
+        self.line(values, {"Status": status})

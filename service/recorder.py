@@ -168,6 +168,7 @@ def sweep(container: Container) -> dict[str, Any]:
         swept["stranded_runs_fired"] = container.triggers.redispatch_stranded()
     report = container.reconciler.run()
     container.metrics.count("timebridge_reconciler_repairs_total", report.repairs)
+    container.metrics.publish_gauges(container.sessions)  # EMF on Lambda; no-op elsewhere
     return {
         **swept,
         "reconcile_repairs": report.repairs,

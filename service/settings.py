@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     not on the first request that needs it).
     """
 
-    model_config = SettingsConfigDict(env_prefix="TIMEBRIDGE_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="TIMEBRIDGE_", frozen=True, populate_by_name=True)
 
     database_url: str = "sqlite:///./.timebridge/timebridge.db"
     stage: str = Field(default="local", max_length=64)  # names the deployment in metrics
@@ -80,6 +80,16 @@ class Settings(BaseSettings):
     # request may queue at most `backfill_max`.
     backfill_rate_per_second: float = Field(default=2.0, gt=0, le=1000)
     backfill_max: int = Field(default=1000, ge=1, le=100_000)
+
+    # Traces (OpenTelemetry over OTLP/HTTP): off unless an endpoint is set.
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TIMEBRIDGE_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    )
+    otel_service_name: str = Field(
+        default="timebridge",
+        validation_alias=AliasChoices("TIMEBRIDGE_OTEL_SERVICE_NAME", "OTEL_SERVICE_NAME"),
+    )
 
     @field_validator("allowed_target_hosts", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ from service.domain import executions as states
 from service.domain import tasks as rules
 from service.domain.clock import Clock, utc_now
 from service.domain.errors import Conflict, InvalidRequest, NotFound
+from service.tracing import current_traceparent
 
 
 class Invoker(Protocol):
@@ -212,6 +213,9 @@ class HistoryService:
             "execution_id": execution.id,
             "attempt_number": 1,
         }
+        traceparent = current_traceparent()
+        if traceparent is not None:  # the proxy continues this trace (see service/tracing.py)
+            document["traceparent"] = traceparent
         try:
             self.invoker.fire(document)
         except Exception:

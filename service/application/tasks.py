@@ -45,6 +45,7 @@ from service.domain.provisioning import (
     schedule_name_for,
 )
 from service.domain.schedules import CompiledSchedule, compile_schedule
+from service.tracing import traced_task_action
 
 _TICK = timedelta(microseconds=1)
 CAP_RECOUNT = 10.0  # seconds between counts of a tenant's active tasks
@@ -242,6 +243,7 @@ class TaskService:
 
     # --- create ------------------------------------------------------------------------------
 
+    @traced_task_action("create")
     def create(
         self,
         tenant_id: str,
@@ -628,6 +630,7 @@ class TaskService:
 
     # --- change ------------------------------------------------------------------------------
 
+    @traced_task_action("update")
     def update(self, tenant_id: str, task_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         now = self.clock()
         fields = self._validated(body, now, partial=True)
@@ -657,9 +660,11 @@ class TaskService:
             check_graph(session, task.tenant_id, task.id, task.schedule, task.depends_on)
         task.dependency_gate = dependency_gate(session, task) if task.depends_on else None
 
+    @traced_task_action("pause")
     def pause(self, tenant_id: str, task_id: str) -> dict[str, Any]:
         return self._set_enabled(tenant_id, task_id, enabled=False)
 
+    @traced_task_action("resume")
     def resume(self, tenant_id: str, task_id: str) -> dict[str, Any]:
         return self._set_enabled(tenant_id, task_id, enabled=True)
 
@@ -675,6 +680,7 @@ class TaskService:
                 task.status = rules.SCHEDULED if enabled else rules.PAUSED
             return self._push_and_commit(session, task, now)
 
+    @traced_task_action("cancel")
     def cancel(self, tenant_id: str, task_id: str) -> dict[str, Any]:
         """Cancel: delete the schedule (not-found counts as done) and keep the task and history."""
         now = self.clock()
