@@ -132,9 +132,10 @@ class TracedBackend:
     def __getattr__(self, name: str) -> Any:  # anything else the adapter offers
         return getattr(self.inner, name)
 
-    def create(self, definition: Any, *, client_token: str) -> str:
+    def create(self, definition: Any, *, client_token: str, **extra: Any) -> str:
+        """`extra`: what the inner backend's create also takes (the local one's `also`)."""
         with span("scheduler.create_schedule", _schedule_attributes(definition.name)):
-            result: str = self.inner.create(definition, client_token=client_token)
+            result: str = self.inner.create(definition, client_token=client_token, **extra)
             return result
 
     def get(self, name: str) -> Any:
