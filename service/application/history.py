@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.adapters.db.models import Alert, Execution, Task
 from service.application.paging import check_limit, is_uuid, newest_first, stamp
 from service.application.recorder import MANUAL, new_execution
+from service.application.tasks import input_for
 from service.domain import executions as states
 from service.domain import tasks as rules
 from service.domain.clock import Clock, utc_now
@@ -195,18 +196,7 @@ class HistoryService:
             session.rollback()
             raise Conflict("that attempt was started already; try again") from None
         scheduled_text = states.format_scheduled_time(scheduled)
-        document = json.loads(
-            rules.schedule_input(
-                task_id=task.id,
-                tenant_id=task.tenant_id,
-                target=task.target,
-                callback=task.callback,
-                attempt=attempt,
-                scheduled_time=scheduled_text,
-                task_name=task.name,
-                timezone=task.timezone,
-            )
-        )
+        document = json.loads(input_for(task, attempt=attempt, scheduled_time=scheduled_text))
         document["context"] = {
             "schedule_arn": task.schedule_arn or "manual",
             "scheduled_time": scheduled_text,

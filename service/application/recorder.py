@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.adapters.db.models import Alert, Execution, Task
 from service.adapters.db.session import insert_rows
 from service.application import triggers
-from service.application.tasks import _compiled, control_of, definition_for
+from service.application.tasks import _compiled, control_of, definition_for, input_for
 from service.application.triggers import Invoker
 from service.domain import control, targets
 from service.domain import executions as states
@@ -815,16 +815,7 @@ class Recorder:
                 attempt=attempt,
             )
         else:
-            input_text = rules.schedule_input(
-                task_id=task.id,
-                tenant_id=task.tenant_id,
-                target=task.target,
-                callback=task.callback,
-                attempt=attempt,
-                scheduled_time=scheduled_text,
-                task_name=task.name,
-                timezone=task.timezone,
-            )
+            input_text = input_for(task, attempt=attempt, scheduled_time=scheduled_text)
         definition = ScheduleDefinition(
             name=name,
             expression=at_expression(execution.retry_at),

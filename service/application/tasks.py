@@ -89,13 +89,8 @@ def definition_for(task: Task) -> ScheduleDefinition:
             task.target, task_id=task.id, task_name=task.name
         )
     else:
-        input_text = rules.schedule_input(
-            task_id=task.id,
-            tenant_id=task.tenant_id,
-            target=task.target,
-            callback=task.callback,
-            task_name=task.name,
-            timezone=task.timezone,
+        input_text = input_for(
+            task,
             control=control_of(task),
             gate=task.dependency_gate,
             dependent=bool(task.depends_on),
@@ -113,6 +108,24 @@ def definition_for(task: Task) -> ScheduleDefinition:
         flexible_window_minutes=task.flexible_window_minutes,
         delete_after_completion=task.kind in ("immediate", "once", "delay"),
         description=f"Timebridge task {task.id} ({task.name})"[:512],
+    )
+
+
+def input_for(
+    task: Task, *, attempt: int = 1, scheduled_time: str | None = None, **extra: Any
+) -> str:
+    """The proxy's Input for one of the task's occurrences (`scheduled_time` pins it for a
+    retry or a manual run; `extra`: control, gate, dependent, see rules.schedule_input)."""
+    return rules.schedule_input(
+        task_id=task.id,
+        tenant_id=task.tenant_id,
+        target=task.target,
+        callback=task.callback,
+        attempt=attempt,
+        scheduled_time=scheduled_time,
+        task_name=task.name,
+        timezone=task.timezone,
+        **extra,
     )
 
 

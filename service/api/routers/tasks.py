@@ -55,17 +55,9 @@ WINDOW_DOC = (
 )
 
 
-class TaskIn(BaseModel):
-    """A task to create. `schedule` and `target` are checked in depth by the service."""
+class _ControlFields(BaseModel):
+    """Execution control and dependencies: optional on create, patch and batch items."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [TASK_EXAMPLE]})
-
-    name: str = Field(min_length=1, max_length=255)
-    schedule: dict[str, Any]
-    target: Annotated[dict[str, Any], WithJsonSchema(TARGET_SCHEMA)]
-    retry: dict[str, Any] | None = None
-    callback: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
     overlap: Overlap | None = Field(default=None, description=OVERLAP_DOC)
     max_concurrency: int | None = Field(
         default=None, ge=1, le=10000, strict=True, description="Executions of this task at once."
@@ -82,7 +74,20 @@ class TaskIn(BaseModel):
     depends_on: list[str] | None = None
 
 
-class TaskPatch(BaseModel):
+class TaskIn(_ControlFields):
+    """A task to create. `schedule` and `target` are checked in depth by the service."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [TASK_EXAMPLE]})
+
+    name: str = Field(min_length=1, max_length=255)
+    schedule: dict[str, Any]
+    target: Annotated[dict[str, Any], WithJsonSchema(TARGET_SCHEMA)]
+    retry: dict[str, Any] | None = None
+    callback: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class TaskPatch(_ControlFields):
     """Fields to change; the schedule is replaced whole when given."""
 
     model_config = ConfigDict(
@@ -103,20 +108,6 @@ class TaskPatch(BaseModel):
     retry: dict[str, Any] | None = None
     callback: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
-    overlap: Overlap | None = Field(default=None, description=OVERLAP_DOC)
-    max_concurrency: int | None = Field(
-        default=None, ge=1, le=10000, strict=True, description="Executions of this task at once."
-    )
-    priority: int | None = Field(
-        default=None,
-        strict=True,
-        description="Higher first among same-instant occurrences (local engine; not on AWS).",
-    )
-    window: dict[str, Any] | None = Field(default=None, description=WINDOW_DOC)
-    outside_window: OutsideWindow | None = Field(
-        default=None, description="Outside the window: skip the occurrence or defer it."
-    )
-    depends_on: list[str] | None = None
 
 
 class TaskOut(BaseModel):
