@@ -33,7 +33,7 @@ def system_chromium() -> str:
     )
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(reason)
-    pytest.skip(reason)
+    pytest.skip(reason=reason)
 
 
 @pytest.fixture
