@@ -45,6 +45,7 @@ from service.domain.provisioning import (
     schedule_name_for,
 )
 from service.domain.schedules import CompiledSchedule, compile_schedule
+from service.domain.schedules.compiler import ONE_TIME_KINDS
 from service.tracing import traced_task_action
 
 _TICK = timedelta(microseconds=1)
@@ -474,6 +475,12 @@ class TaskService:
                 "a direct target is delivered without the proxy, which applies the dependency"
                 " gate on AWS (use an http target)",
             )
+        if (task.overlap or control.ALLOW) != control.ALLOW or task.max_concurrency is not None:
+            raise InvalidRequest(
+                "overlap" if task.max_concurrency is None else "max_concurrency",
+                "a direct target reports no running executions, so overlap and concurrency"
+                " limits cannot apply to it (use an http target)",
+            )
         if task.kind in triggers.TRIGGER_KINDS:
             pass  # started by the service itself (run path), not by a schedule
         elif task.mode != "native":
@@ -748,6 +755,11 @@ class TaskService:
         try:
             return self.backend.update(definition)
         except NotFound:
+            fired = task.next_fire_at is not None and task.next_fire_at <= self.clock()
+            if task.kind in ONE_TIME_KINDS and fired:
+                # It fired and removed itself (ActionAfterCompletion=DELETE) before its outcome
+                # was recorded: made again, its past at() would fire the occurrence twice.
+                return task.schedule_arn
             return self.backend.create(
                 definition, client_token=client_token_for(task.id, task.version)
             )

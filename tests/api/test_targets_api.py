@@ -147,6 +147,9 @@ def test_a_direct_target_needs_a_native_schedule_and_a_compiled_window(
     windowed = task_body(target=TARGETS["sqs"], window=off_hour)
     error = envelope(client.post("/v1/tasks", json=windowed), 422, "VALIDATION_ERROR")
     assert error["details"][0]["field"] == "window"
+    locked = task_body(target=TARGETS["sqs"], overlap="skip")
+    error = envelope(client.post("/v1/tasks", json=locked), 422, "VALIDATION_ERROR")
+    assert error["details"][0]["field"] == "overlap"
     upstream = client.post("/v1/tasks", json=task_body()).json()
     gated = task_body(target=TARGETS["sqs"], depends_on=[upstream["id"]])
     error = envelope(client.post("/v1/tasks", json=gated), 422, "VALIDATION_ERROR")

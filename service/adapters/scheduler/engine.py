@@ -90,6 +90,7 @@ class EngineStats:
     delivered: int = 0
     failed_deliveries: int = 0
     withdrawn: int = 0  # claimed early, then its schedule changed: not sent
+    lapsed: int = 0  # waited for a slot past its lease: left to its next lease
 
 
 @functools.lru_cache(maxsize=4096)
@@ -565,7 +566,9 @@ class LocalEngine:
 
     def _admitted(self, firing: LocalFiring, event: dict[str, Any]) -> bool:
         """The gate's verdict (issue 9). A skipped occurrence is recorded and leaves the outbox;
-        a waiting one stays there, due again in a second. Releases the worker unless admitted."""
+        a waiting one stays there, due again in a second. Releases the worker unless admitted;
+        a failure to record the verdict is logged (the row stays leased and comes back when the
+        lease runs out), never raised, so the worker is released exactly once."""
         verdict = self.gate.admit(firing.id, event)
         if verdict == "run":
             return True
@@ -581,6 +584,10 @@ class LocalEngine:
                         .values(due_at=self.clock() + timedelta(seconds=1), lease_until=None)
                     )
                     session.commit()
+        except Exception:
+            logger.exception(
+                "the %s verdict for %s was not stored; it comes back", verdict, firing.id
+            )
         finally:
             self._release(1)
         return False
@@ -694,7 +701,14 @@ class LocalEngine:
                 self._queued -= 1
             try:
                 self._waiting.discard(asyncio.current_task())
-                event = self._prepare(firing)
+                if self._lease_lapsed(firing):
+                    self._release(1)
+                    return
+                if '"dependent"' in firing.input:  # reads the dependencies: off the loop
+                    loop = asyncio.get_running_loop()
+                    event = await loop.run_in_executor(None, self._prepare, firing)
+                else:
+                    event = self._prepare(firing)
                 if self.gate is not None and not await self._admitted_async(firing, event):
                     return  # skipped and recorded, or back in the outbox to wait
                 outcome = await self.delivery.call_async(  # type: ignore[attr-defined]
@@ -725,6 +739,15 @@ class LocalEngine:
             return self._admitted(firing, event)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self._admitted, firing, event)
+
+    def _lease_lapsed(self, firing: LocalFiring) -> bool:
+        """A firing that waited for a slot past its lease is not sent: the row may be leased
+        again (by this engine or another) and is sent once, by that lease."""
+        if firing.lease_until is None or self.clock() < firing.lease_until:
+            return False
+        self.stats.lapsed += 1
+        logger.warning("firing %s waited past its lease; it is sent by its next lease", firing.id)
+        return True
 
     def _gate_done(self, firing: LocalFiring) -> None:
         if self.gate is not None:

@@ -87,7 +87,9 @@ class LocalSchedulerBackend:
             try:
                 # A one-time schedule leaves this table when the engine claims it; created again
                 # (the task updated or paused meanwhile), its early claim gives way to it.
-                _withdraw_early_claims(session, definition.name, now)
+                _withdraw_early_claims(
+                    session, definition.name, now, all_pending=not definition.enabled
+                )
                 insert_rows(session, [row])
                 if also is not None:
                     also(session, row.arn)
@@ -117,7 +119,9 @@ class LocalSchedulerBackend:
             # Like EventBridge, an update starts the schedule afresh from now: occurrences
             # passed while it was disabled are not made up.
             row.next_fire_at = first_fire(definition, row.updated_at)
-            _withdraw_early_claims(session, definition.name, row.updated_at)
+            _withdraw_early_claims(
+                session, definition.name, row.updated_at, all_pending=not definition.enabled
+            )
             session.commit()
             arn = row.arn
         self._changed()
@@ -127,7 +131,7 @@ class LocalSchedulerBackend:
         with self._sessions() as session:
             row = session.get(LocalSchedule, name, with_for_update=True)
             # Also when the row is gone: a one-time schedule leaves it when claimed early.
-            _withdraw_early_claims(session, name, self._clock())
+            _withdraw_early_claims(session, name, self._clock(), all_pending=True)
             if row is not None:
                 session.delete(row)
             session.commit()
@@ -149,16 +153,17 @@ class LocalSchedulerBackend:
 DIRECT_MARK = '{"direct_target":'
 
 
-def _withdraw_early_claims(session: Session, name: str, now: datetime) -> None:
-    """The engine claims occurrences a little early (its lookahead). Those of this schedule
-    not yet due are taken back from the outbox: an update starts the schedule afresh from now
-    (so they are claimed again if still wanted), a pause or delete means they must not fire.
-    The engine sends only rows still in the outbox at their due time."""
-    session.execute(
-        delete(LocalFiring).where(
-            LocalFiring.schedule_name == name, LocalFiring.scheduled_time > now
-        )
-    )
+def _withdraw_early_claims(
+    session: Session, name: str, now: datetime, *, all_pending: bool
+) -> None:
+    """The engine claims occurrences a little early (its lookahead). An update takes back
+    those of this schedule whose time is still ahead: it starts the schedule afresh from now,
+    so they are claimed again if still wanted. A pause or delete (`all_pending`) takes back
+    every row not yet due: also an occurrence whose time has passed but whose flexible-window
+    send time has not, and one waiting for a concurrency slot. The engine sends only rows
+    still in the outbox at their due time."""
+    pending = LocalFiring.due_at > now if all_pending else LocalFiring.scheduled_time > now
+    session.execute(delete(LocalFiring).where(LocalFiring.schedule_name == name, pending))
 
 
 def wrap_direct(definition: ScheduleDefinition) -> str:
