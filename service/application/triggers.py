@@ -32,6 +32,7 @@ from proxy_lambda.template import is_event_name, placeholders_in
 from service.adapters.db.models import Execution, Task
 from service.application.paging import check_limit, is_uuid
 from service.domain import executions as states
+from service.domain import targets
 from service.domain import tasks as rules
 from service.domain import triggers as spec
 from service.domain.clock import Clock, utc_now
@@ -432,6 +433,15 @@ def check_graph(
             raise NotFound(f"{field}: task {other} not found")
         if row.status == rules.CANCELLED:
             raise InvalidRequest(field, f"task {other} is cancelled")
+        waits_for_success = field == "depends_on" or (schedule or {}).get(
+            "on", spec.ON_SUCCESS
+        ) in (spec.ON_SUCCESS, spec.ON_COMPLETION)
+        if waits_for_success and targets.is_direct(row.target):
+            raise InvalidRequest(
+                field,
+                f"task {other} has a direct target: EventBridge Scheduler reports no success"
+                " for it on AWS, so nothing can wait for its success or completion",
+            )
     edges: dict[str, set[str]] = {}
     rows = session.execute(
         select(Task.id, Task.schedule, Task.depends_on).where(

@@ -138,8 +138,10 @@ def test_a_direct_target_needs_a_native_schedule_and_a_compiled_window(
     client: TestClient, db_sessions: sessionmaker[Session]
 ) -> None:
     """EventBridge reports nothing back for a direct delivery (S0-01, S1-14): a schedule chained
-    from outcome to outcome, or a window only the proxy could check, would silently stop or be
-    ignored on AWS, so both are refused; a window the cron states exactly is accepted."""
+    from outcome to outcome, a window only the proxy could check, limits on running executions,
+    or a task waiting for a direct target's success would silently stop or be ignored on AWS, so
+    all are refused; a window the cron states exactly, and a chain on failure (dead letters report
+    it), are accepted."""
     chained = task_body(target=TARGETS["sqs"], schedule={"kind": "fixed_delay", "seconds": 600})
     error = envelope(client.post("/v1/tasks", json=chained), 422, "VALIDATION_ERROR")
     assert error["details"][0]["field"] == "schedule"
@@ -155,6 +157,16 @@ def test_a_direct_target_needs_a_native_schedule_and_a_compiled_window(
     error = envelope(client.post("/v1/tasks", json=gated), 422, "VALIDATION_ERROR")
     assert error["details"][0]["field"] == "depends_on"
     assert stored(db_sessions) == 1 and schedules(db_sessions) == 1  # the upstream task only
+    direct = client.post("/v1/tasks", json=task_body(target=TARGETS["sns"])).json()
+    waiting = task_body(depends_on=[direct["id"]])
+    error = envelope(client.post("/v1/tasks", json=waiting), 422, "VALIDATION_ERROR")
+    assert error["details"][0]["field"] == "depends_on"
+    chained = task_body(schedule={"kind": "after", "tasks": [direct["id"]], "on": "success"})
+    error = envelope(client.post("/v1/tasks", json=chained), 422, "VALIDATION_ERROR")
+    assert error["details"][0]["field"] == "schedule.tasks"
+    on_failure = task_body(schedule={"kind": "after", "tasks": [direct["id"]], "on": "failure"})
+    assert client.post("/v1/tasks", json=on_failure).status_code == 201  # dead letters report it
+    assert stored(db_sessions) == 3
     exact = {**off_hour, "start": "08:00"}
     created = client.post("/v1/tasks", json=task_body(target=TARGETS["sqs"], window=exact))
     assert created.status_code == 201, created.text
