@@ -46,13 +46,17 @@ def outbox(sessions: sessionmaker[Session]) -> set[str]:
         return set(session.scalars(select(LocalFiring.id)))
 
 
+def service(sessions: sessionmaker[Session]) -> tuple[FrozenClock, TaskService, str]:
+    """A task service on the local backend with a frozen clock, and a tenant."""
+    clock = FrozenClock()
+    tasks = TaskService(sessions, LocalSchedulerBackend(sessions, clock=clock), clock=clock)
+    return clock, tasks, add_tenant(sessions)
+
+
 def test_pause_takes_back_a_firing_waiting_in_its_flexible_window(
     db_sessions: sessionmaker[Session],
 ) -> None:
-    clock = FrozenClock()
-    backend = LocalSchedulerBackend(db_sessions, clock=clock)
-    tasks = TaskService(db_sessions, backend, clock=clock)
-    tenant = add_tenant(db_sessions)
+    clock, tasks, tenant = service(db_sessions)
     body = {
         "name": "flexible",
         "schedule": {"kind": "cron", "expression": "*/5 * * * *", "flexible_window_minutes": 15},
@@ -76,10 +80,7 @@ def test_pause_takes_back_a_firing_waiting_in_its_flexible_window(
 def test_a_late_update_does_not_make_a_fired_one_time_schedule_again(
     db_sessions: sessionmaker[Session],
 ) -> None:
-    clock = FrozenClock()
-    backend = LocalSchedulerBackend(db_sessions, clock=clock)
-    tasks = TaskService(db_sessions, backend, clock=clock)
-    tenant = add_tenant(db_sessions)
+    clock, tasks, tenant = service(db_sessions)
     when = clock() + timedelta(seconds=30)
     body = {
         "name": "once",
