@@ -5,6 +5,7 @@ in its threads on the real clock, delivering through the real proxy handler to l
 from __future__ import annotations
 
 import ipaddress
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -198,3 +199,61 @@ def test_a_schedule_changed_after_an_early_claim_fires_as_changed_and_only_once(
     assert paths == ["/ok/kept", "/ok/updated-v2"]
     assert sorted(row.task_id for row in recorded) == sorted([updated, kept])
     assert engine.stats.withdrawn == 3
+
+
+def test_the_sending_loop_reads_the_dependencies_at_fire_time_off_its_loop(
+    db_sessions: sessionmaker[Session], receiver: TargetServer
+) -> None:
+    """The asynchronous path reads a dependent task's dependencies as the firing leaves, like
+    the thread path, and not on its event loop: the live answer wins over the gate stored in
+    the schedule's Input (here stored closed: the upstream task never ran; read open), so the
+    target is called and the occurrence succeeds (seed 001, DEPENDENCY_FAILED)."""
+    backend = LocalSchedulerBackend(db_sessions)
+    tasks = TaskService(db_sessions, backend)
+    recorder = Recorder(db_sessions, backend)
+    settings = ProxySettings(allowed_networks=(ipaddress.ip_network("127.0.0.1/32"),))
+    engine = LocalEngine(
+        db_sessions, LocalDelivery(recorder, settings), workers=4, lookahead=timedelta(seconds=30)
+    )
+    reads: list[tuple[str, str]] = []
+
+    def read_open(task_id: str) -> str | None:
+        reads.append((task_id, threading.current_thread().name))
+        return None
+
+    engine.dependency_gate = read_open
+    backend.on_change = engine.wake
+    tenant = add_tenant(db_sessions)
+    upstream = tasks.create(
+        tenant,
+        {
+            "name": "upstream",
+            "schedule": {"kind": "cron", "expression": "0 3 1 1 *"},
+            "target": {"url": receiver.url("/ok/upstream")},
+        },
+    )[0]
+    due = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0)
+    dependent = tasks.create(
+        tenant,
+        {
+            "name": "dependent",
+            "schedule": {"kind": "once", "at": format_scheduled_time(due)},
+            "target": {"url": receiver.url("/ok/dependent")},
+            "depends_on": [upstream["id"]],
+        },
+    )[0]
+    assert dependent["dependency_gate"] == "DEPENDENCY_FAILED"  # as stored in the Input
+    engine.start()
+    try:
+        deadline = time.monotonic() + 20
+        recorded: list[Execution] = []
+        while time.monotonic() < deadline and not recorded:
+            with db_sessions() as session:
+                recorded = list(session.scalars(select(Execution)))
+            time.sleep(0.1)
+    finally:
+        engine.stop()
+    assert [(row.task_id, row.status) for row in recorded] == [(dependent["id"], "success")]
+    assert [request.path for request in receiver.received] == ["/ok/dependent"]
+    assert [task_id for task_id, _ in reads] == [dependent["id"]]
+    assert reads[0][1] != "tb-send"  # not on the sending loop's thread

@@ -517,9 +517,12 @@ class LocalEngine:
         self._pool.submit(self._deliver, firing)
 
     def _prepare(self, firing: LocalFiring) -> dict[str, Any]:
-        """A leased firing made into the event to send: the one point every firing passes
-        between the claim and the call, whichever way it is sent."""
-        return self._event(firing)
+        """A leased firing made into the event to send, with its fire-time dependency check
+        (the asynchronous path does the same in two steps, the database read off its loop)."""
+        event = self._event(firing)
+        if self._needs_dependencies(event):
+            self._gate_dependencies(event)
+        return event
 
     def _event(self, firing: LocalFiring) -> dict[str, Any]:
         event: dict[str, Any] = json.loads(
@@ -531,13 +534,18 @@ class LocalEngine:
                 attempt_number=firing.deliveries,
             )
         )
-        if event.get("dependent") and self.dependency_gate is not None:
-            # Exact locally: the dependencies' latest executions are read as the firing leaves.
-            event.pop("gate", None)
-            gate = self.dependency_gate(str(event.get("task_id")))
-            if gate is not None:
-                event["gate"] = gate
         return event
+
+    def _needs_dependencies(self, event: dict[str, Any]) -> bool:
+        return bool(event.get("dependent")) and self.dependency_gate is not None
+
+    def _gate_dependencies(self, event: dict[str, Any]) -> None:
+        """Exact locally: the dependencies' latest executions are read as the firing leaves."""
+        assert self.dependency_gate is not None
+        event.pop("gate", None)
+        gate = self.dependency_gate(str(event.get("task_id")))
+        if gate is not None:
+            event["gate"] = gate
 
     def _deliver(self, firing: LocalFiring) -> None:
         batching = self._records is not None
@@ -704,11 +712,10 @@ class LocalEngine:
                 if self._lease_lapsed(firing):
                     self._release(1)
                     return
-                if '"dependent"' in firing.input:  # reads the dependencies: off the loop
+                event = self._event(firing)
+                if self._needs_dependencies(event):  # a database read: off the loop
                     loop = asyncio.get_running_loop()
-                    event = await loop.run_in_executor(None, self._prepare, firing)
-                else:
-                    event = self._prepare(firing)
+                    await loop.run_in_executor(None, self._gate_dependencies, event)
                 if self.gate is not None and not await self._admitted_async(firing, event):
                     return  # skipped and recorded, or back in the outbox to wait
                 outcome = await self.delivery.call_async(  # type: ignore[attr-defined]
