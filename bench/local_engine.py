@@ -21,6 +21,7 @@ Usage: python bench/local_engine.py [--json] [--schedules N] [--due N] [--worker
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import resource
@@ -32,7 +33,6 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -45,41 +45,56 @@ FAR_CRON = "cron(0 3 1 1 ? *)"  # 03:00 UTC on 1 January: never during the run
 # --- the sink ----------------------------------------------------------------------------------
 
 
-class _Sink(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    wbufsize = -1
-    disable_nagle_algorithm = True
+class _SinkProtocol(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection to the sink: each request (head plus a
+    Content-Length body) is noted on arrival and answered 200 at once. An asyncio protocol
+    rather than a thread per connection, so the sink is not what bounds the burst."""
+
     arrivals: ClassVar[list[tuple[float, str]]] = []
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
 
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        scheduled = str(
-            self.headers.get("Timebridge-Scheduled-Time")
-            or self.headers.get("X-Scheduled-Time")
-            or ""
-        )
-        _Sink.arrivals.append((time.time(), scheduled))
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buffer[:end].decode("latin-1")
+            length, scheduled = 0, ""
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                name = name.strip().lower()
+                if name == "content-length":
+                    length = int(value)
+                elif name in ("timebridge-scheduled-time", "x-scheduled-time"):
+                    scheduled = value.strip()
+            if len(self.buffer) < end + 4 + length:
+                return  # the body is still on its way
+            self.buffer = self.buffer[end + 4 + length :]
+            _SinkProtocol.arrivals.append((time.time(), scheduled))
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 
 def run_sink(out: Path) -> None:
     """Serve until stdin closes, then write the arrivals to `out`."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
-    server.daemon_threads = True
-    server.request_queue_size = 1024
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    print(server.server_address[1], flush=True)
-    sys.stdin.read()
-    server.shutdown()
-    out.write_text(json.dumps(_Sink.arrivals))
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_SinkProtocol, "127.0.0.1", 0, backlog=4096)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await loop.run_in_executor(None, sys.stdin.read)
+        server.close()
+
+    asyncio.run(serve())
+    out.write_text(json.dumps(_SinkProtocol.arrivals))
 
 
 # --- the two sides -----------------------------------------------------------------------------
@@ -266,8 +281,6 @@ def run_apscheduler(port: int, schedules: int, due: int, workers: int) -> dict[s
 def run_ceiling(port: int, schedules: int, due: int, workers: int) -> dict[str, Any]:
     """Not a scheduler: `due` bare POSTs sent at once over `workers` keep-alive connections,
     to measure how many calls a second the sink itself takes on this machine right now."""
-    import asyncio
-
     request = (
         f"POST /hook HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
         "Content-Length: 2\r\n\r\n{}"

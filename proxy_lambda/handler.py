@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from proxy_lambda.guard import (
+    CheckedTarget,
     ResolutionFailed,
     Resolver,
     UnsafeTarget,
@@ -59,6 +60,7 @@ from proxy_lambda.transport import (
 from proxy_lambda.window import in_window
 
 __all__ = [
+    "DeliveryPlan",
     "DeliverySteps",
     "Invocation",
     "MalformedEvent",
@@ -69,6 +71,7 @@ __all__ = [
     "handler",
     "occurrence_key",
     "parse_invocation",
+    "plan_delivery",
 ]
 
 Clock = Callable[[], float]
@@ -187,41 +190,92 @@ def handle(
 DeliverySteps = Generator[OutgoingRequest, TargetResponse | DeliveryError, Outcome]
 
 
+class DeliveryPlan(NamedTuple):
+    """What a call needs that does not depend on when it is made: the event read and checked
+    for shape (templates filled in) and, for a target named by IP address, the guard's verdict
+    on it (no lookup, so it cannot change). A sender that claims firings before they are due
+    (the local engine) makes the plan then; the call itself is still made at its time, with
+    its own timestamp, signature, timeouts and window check."""
+
+    invocation: Invocation
+    first_hop: CheckedTarget | None  # None: the guard checks the target at call time
+
+
+class _LookupNeeded(Exception):
+    pass
+
+
+def _no_lookup(host: str, port: int) -> list[str]:
+    raise _LookupNeeded(host)
+
+
+def plan_delivery(event: Any, *, settings: ProxySettings | None = None) -> DeliveryPlan | None:
+    """The plan for `event`, or None when there is nothing to plan ahead: an event that is
+    not an http call (a dependency verdict, an `event` target) or that the call-time path
+    refuses (it then reports the refusal as it would without a plan)."""
+    settings = settings if settings is not None else _environment_settings()
+    if not isinstance(event, dict) or event.get("gate") or _is_event_target(event):
+        return None
+    try:
+        invocation = parse_invocation(event)
+        if "template" in event:
+            invocation = _rendered(event, invocation, settings)
+    except MalformedEvent:
+        return None
+    try:
+        first_hop: CheckedTarget | None = check_target(
+            invocation.url,
+            allowed_hosts=settings.allowed_hosts,
+            allowed_networks=settings.allowed_networks,
+            resolve=_no_lookup,
+        )
+    except (_LookupNeeded, UnsafeTarget, ResolutionFailed):
+        first_hop = None
+    return DeliveryPlan(invocation, first_hop)
+
+
 def delivery_steps(
     event: Any,
     *,
     settings: ProxySettings | None = None,
     clock: Clock = time.time,
     resolve: Resolver = resolve_host,
+    plan: DeliveryPlan | None = None,
 ) -> DeliverySteps:
     """`handle` without the I/O: yields each request to send (checked by the guard, signed,
     with the time left for it as its timeout) and takes back the response or the
     DeliveryError it ended with; returns the outcome record. An asynchronous sender drives
-    the same steps, so every call it makes gets the same guard, signature and timeouts."""
+    the same steps, so every call it makes gets the same guard, signature and timeouts.
+    `plan` (from `plan_delivery` on the same event and settings) skips reading the event
+    again."""
     settings = settings if settings is not None else _environment_settings()
     started = clock()
     if isinstance(event, dict) and (event.get("gate") or _is_event_target(event)):
         return _without_call(event, started)
-    try:
-        invocation = parse_invocation(event)
-    except MalformedEvent as exc:
-        outcome = _malformed_outcome(event, started)
-        outcome["error"] = str(exc)
-        logger.warning("malformed event: %s", exc)
-        return outcome
-    if isinstance(event, dict) and "template" in event:
+    if plan is not None:
+        invocation = plan.invocation
+    else:
         try:
-            invocation = _rendered(event, invocation, settings)
+            invocation = parse_invocation(event)
         except MalformedEvent as exc:
-            outcome = _outcome(invocation, started)
-            _fail(outcome, TRIGGER_FAILED, "malformed_event", str(exc), None)
+            outcome = _malformed_outcome(event, started)
+            outcome["error"] = str(exc)
+            logger.warning("malformed event: %s", exc)
             return outcome
+        if isinstance(event, dict) and "template" in event:
+            try:
+                invocation = _rendered(event, invocation, settings)
+            except MalformedEvent as exc:
+                outcome = _outcome(invocation, started)
+                _fail(outcome, TRIGGER_FAILED, "malformed_event", str(exc), None)
+                return outcome
     outcome = _outcome(invocation, started)
     windowed = isinstance(event, dict) and event.get("window") and invocation.attempt == 1
     if windowed and _outside_window(event, invocation, outcome):
         return outcome
     identity = _identity_headers(invocation, settings, int(started))
-    yield from _deliver(invocation, identity, int(started), outcome, settings, resolve)
+    first_hop = plan.first_hop if plan is not None else None
+    yield from _deliver(invocation, identity, int(started), outcome, settings, resolve, first_hop)
     if logger.isEnabledFor(logging.INFO):
         detail = outcome["status_code"] or outcome["error_kind"]
         logger.info("%s: %s %s", invocation.occurrence_key, outcome["status"], detail)
@@ -299,20 +353,26 @@ def _deliver(
     outcome: Outcome,
     settings: ProxySettings,
     resolve: Resolver,
+    first_hop: CheckedTarget | None = None,
 ) -> Generator[OutgoingRequest, TargetResponse | DeliveryError, None]:
-    """Call the target, following redirects when allowed (each hop checked); fill `outcome`.
-    Yields each request and takes back its response or DeliveryError."""
+    """Call the target, following redirects when allowed (each hop checked, the first one
+    possibly already: `first_hop`); fill `outcome`. Yields each request and takes back its
+    response or DeliveryError."""
     url, method, body = invocation.url, invocation.method, invocation.body
     task_headers = invocation.headers
     began = time.perf_counter()
     deadline = began + invocation.timeout
     for hop in range(settings.max_redirects + 1):
         try:
-            checked = check_target(
-                url,
-                allowed_hosts=settings.allowed_hosts,
-                allowed_networks=settings.allowed_networks,
-                resolve=resolve,
+            checked = (
+                first_hop
+                if hop == 0 and first_hop is not None
+                else check_target(
+                    url,
+                    allowed_hosts=settings.allowed_hosts,
+                    allowed_networks=settings.allowed_networks,
+                    resolve=resolve,
+                )
             )
         except (UnsafeTarget, ResolutionFailed) as exc:
             kind = "unsafe_target" if isinstance(exc, UnsafeTarget) else "dns_failure"

@@ -32,18 +32,79 @@ BODYLESS_STATUSES = frozenset({204, 304})
 _Key = tuple[str, str, int, str]
 
 
-class _Connection:
-    __slots__ = ("reader", "writer")
+class _Broken(Exception):
+    """The response cannot be read (a protocol_error)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+
+class _Connection(asyncio.Protocol):
+    """One connection to a target: bytes arrive in `buffer`, and a waiting exchange is woken
+    when more come or the connection ends. A protocol rather than streams: one future per wait
+    and no reader/writer pair, which counts when a burst makes thousands of calls a second."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.ended = False  # the peer closed its side, or the connection is gone
+        self.error: Exception | None = None  # why the connection was lost, if not cleanly
+        self.busy = False  # an exchange is under way
+        self._waiter: asyncio.Future[bool] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if not self.busy:  # nothing was asked: a broken or hostile server
+            self.ended = True
+            assert self.transport is not None
+            self.transport.close()
+            return
+        self.buffer += data
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.ended = True
+        self._wake()
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended = True
+        self.error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+
+    async def more(self, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
+        """Wait until more bytes arrive or the connection ends; False when `deadline` (loop
+        time) passes first."""
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_at(deadline, _expire, waiter)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     def usable(self) -> bool:
-        return not self.writer.is_closing() and not self.reader.at_eof()
+        return (
+            not self.ended
+            and not self.buffer  # nothing may arrive unasked
+            and self.transport is not None
+            and not self.transport.is_closing()
+        )
 
     def close(self) -> None:
-        self.writer.close()
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class AsyncSender:
@@ -79,13 +140,13 @@ class AsyncSender:
             connection = self._take(key)
             if connection is None:
                 try:
-                    connection = await self._connect(request, address, remaining)
+                    connection = await self._connect(loop, request, address, remaining)
                 except DeliveryError as exc:
                     if exc.kind == "tls_error":
                         raise
                     failure = exc  # nothing was sent: the next address may answer
                     continue
-            return await self._exchange(connection, key, request)
+            return await self._exchange(loop, connection, key, request)
         raise failure
 
     async def close(self) -> None:
@@ -117,18 +178,22 @@ class AsyncSender:
         connections.append(connection)
 
     async def _connect(
-        self, request: OutgoingRequest, address: str, remaining: float
+        self,
+        loop: asyncio.AbstractEventLoop,
+        request: OutgoingRequest,
+        address: str,
+        remaining: float,
     ) -> _Connection:
         where = f"{request.host}:{request.port}"
         tls = request.scheme == "https"
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
+            _, connection = await asyncio.wait_for(
+                loop.create_connection(
+                    _Connection,
                     address,
                     request.port,
                     ssl=self._tls_context() if tls else None,
                     server_hostname=request.host if tls else None,
-                    limit=MAX_HEAD_BYTES,
                 ),
                 remaining,
             )
@@ -144,151 +209,228 @@ class AsyncSender:
             raise DeliveryError(
                 "connection_error", f"could not connect to {where}: {exc.strerror or exc}"
             ) from None
-        return _Connection(reader, writer)
+        return connection
 
     async def _exchange(
-        self, connection: _Connection, key: _Key, request: OutgoingRequest
+        self,
+        loop: asyncio.AbstractEventLoop,
+        connection: _Connection,
+        key: _Key,
+        request: OutgoingRequest,
     ) -> TargetResponse:
-        connection.writer.write(_request_bytes(request))
+        assert connection.transport is not None
+        connection.busy = True
+        connection.transport.write(_request_bytes(request))
+        reader = _ResponseReader(request, request.body_limit)
+        deadline = loop.time() + request.timeout
         try:
-            async with asyncio.timeout(request.timeout):
-                await connection.writer.drain()
-                status, headers, keep_alive = await _read_head(connection.reader)
-        except TimeoutError:
+            while True:
+                had_head = reader.head_done
+                if reader.feed(connection.buffer, connection.ended):
+                    if reader.until_close and connection.error is not None:
+                        raise _Broken(_lost(connection.error))  # reset, not closed
+                    break
+                if reader.head_done and not had_head:
+                    deadline = loop.time() + request.timeout  # the body has its own timeout
+                if connection.ended:
+                    raise _Broken(_lost(connection.error))
+                if not await connection.more(loop, deadline):
+                    connection.close()
+                    if reader.head_done:
+                        message = f"the response body did not arrive within {request.timeout:g} s"
+                    else:
+                        message = f"no response within {request.timeout:g} s"
+                    raise DeliveryError("timeout", message)
+        except _Broken as exc:
             connection.close()
-            raise DeliveryError("timeout", f"no response within {request.timeout:g} s") from None
-        except ssl.SSLError as exc:
-            connection.close()
-            raise DeliveryError("tls_error", f"TLS with {request.host} failed: {exc}") from None
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-            connection.close()
-            raise DeliveryError("protocol_error", _broken(exc)) from None
+            if isinstance(connection.error, ssl.SSLError):
+                raise DeliveryError(
+                    "tls_error", f"TLS with {request.host} failed: {connection.error}"
+                ) from None
+            detail = str(exc) if not reader.head_done else f"reading the response failed: {exc}"
+            raise DeliveryError("protocol_error", detail) from None
         except DeliveryError:
             connection.close()
             raise
-        try:
-            async with asyncio.timeout(request.timeout):
-                body, complete = await _read_body(
-                    connection.reader, request, status, headers, request.body_limit
-                )
-        except TimeoutError:
-            connection.close()
-            raise DeliveryError(
-                "timeout", f"the response body did not arrive within {request.timeout:g} s"
-            ) from None
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-            connection.close()
-            raise DeliveryError(
-                "protocol_error", f"reading the response failed: {_broken(exc)}"
-            ) from None
+        finally:
+            connection.busy = False
+        body = bytes(reader.body)
         truncated = len(body) > request.body_limit
-        if complete and keep_alive and not truncated:
+        if reader.complete and reader.keep_alive and not truncated and not connection.buffer:
             self._keep(key, connection)
         else:
             connection.close()  # the rest of a long body is not worth reading
         return TargetResponse(
-            status=status,
-            headers={name: headers[name] for name in KEPT_RESPONSE_HEADERS if name in headers},
+            status=reader.status,
+            headers={
+                name: reader.headers[name]
+                for name in KEPT_RESPONSE_HEADERS
+                if name in reader.headers
+            },
             body=body[: request.body_limit],
             truncated=truncated,
         )
 
 
-def _request_bytes(request: OutgoingRequest) -> bytes:
-    lines = [f"{request.method} {request.target} HTTP/1.1"]
-    names = set()
-    for name, value in request.headers.items():
-        lines.append(f"{name}: {value}")
-        names.add(name.lower())
-    if "accept-encoding" not in names:
-        lines.append("Accept-Encoding: identity")
-    if request.body is not None:
-        lines.append(f"Content-Length: {len(request.body)}")
-    elif request.method in ("POST", "PUT", "PATCH"):
-        lines.append("Content-Length: 0")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head + request.body if request.body else head
-
-
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bool]:
-    """Status, headers (lower-case names; repeated ones joined) and whether the connection
-    may be used again. Informational (1xx) responses are skipped."""
-    while True:
-        raw = await reader.readuntil(b"\r\n\r\n")
-        text = raw.decode("latin-1")
-        status_line, _, rest = text.partition("\r\n")
-        version, _, tail = status_line.partition(" ")
-        code = tail[:3]
-        if not version.startswith("HTTP/1.") or not (code.isdigit() and code.isascii()):
-            raise DeliveryError("protocol_error", f"not an HTTP/1.x response: {status_line[:64]!r}")
-        headers: dict[str, str] = {}
-        for line in rest.split("\r\n"):
-            if not line:
-                continue
-            name, colon, value = line.partition(":")
-            if not colon:
-                raise DeliveryError("protocol_error", "a response header has no colon")
-            name = name.strip().lower()
-            value = value.strip()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        status = int(code)
-        if 100 <= status < 200:
-            continue
-        connection = headers.get("connection", "").lower()
-        keep_alive = "close" not in connection and (
-            version == "HTTP/1.1" or "keep-alive" in connection
-        )
-        return status, headers, keep_alive
-
-
-async def _read_body(
-    reader: asyncio.StreamReader,
-    request: OutgoingRequest,
-    status: int,
-    headers: dict[str, str],
-    limit: int,
-) -> tuple[bytes, bool]:
-    """Up to `limit` + 1 bytes of the body, and whether the whole body was read."""
-    if request.method == "HEAD" or status in BODYLESS_STATUSES:
-        return b"", True
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        return await _read_chunked(reader, limit)
-    length_text = headers.get("content-length")
-    if length_text is not None:
-        length = int(length_text)  # ValueError: a broken response
-        if length < 0:
-            raise ValueError("negative Content-Length")
-        if length > limit:
-            return await reader.readexactly(limit + 1), False
-        return await reader.readexactly(length), True
-    body = bytearray()
-    while len(body) <= limit:
-        piece = await reader.read(limit + 1 - len(body))
-        if not piece:
-            return bytes(body), False  # delimited by the close: never reused
-        body += piece
-    return bytes(body), False
-
-
-async def _read_chunked(reader: asyncio.StreamReader, limit: int) -> tuple[bytes, bool]:
-    body = bytearray()
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        size = int(size_line.split(b";", 1)[0].strip(), 16)
-        if size == 0:
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                pass  # trailers
-            return bytes(body), True
-        if len(body) + size > limit:
-            body += await reader.readexactly(limit + 1 - len(body))
-            return bytes(body), False
-        body += await reader.readexactly(size)
-        await reader.readexactly(2)
-
-
-def _broken(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.IncompleteReadError):
+def _lost(error: Exception | None) -> str:
+    if error is None:
         return "the connection closed before the response was complete"
-    if isinstance(exc, asyncio.LimitOverrunError):
-        return "the response head is too long"
-    return str(exc) or type(exc).__name__
+    return str(error) or type(error).__name__
+
+
+class _ResponseReader:
+    """Reads one response from a connection's buffer as it fills (taking what it uses out of
+    it): the head (1xx responses skipped), then the body by Content-Length, chunks, or up to
+    the close; at most `limit` + 1 body bytes are kept, and reading stops there."""
+
+    def __init__(self, request: OutgoingRequest, limit: int) -> None:
+        self._bodyless_request = request.method == "HEAD"
+        self._limit = limit
+        self.head_done = False
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.keep_alive = False
+        self.body = bytearray()
+        self.complete = False  # the whole body was read
+        self._mode = ""  # "length", "chunked" or "close"
+        self._left = 0  # body bytes still to come ("length"), or of the current chunk
+        self._chunk_state = "size"  # "size", "data", "crlf" or "trailers"
+
+    @property
+    def until_close(self) -> bool:
+        """The body is delimited by the end of the connection."""
+        return self._mode == "close"
+
+    def feed(self, buffer: bytearray, ended: bool) -> bool:
+        """Take what it can from `buffer`; True once the response is read (or cut)."""
+        if not self.head_done and not self._read_head(buffer):
+            return False
+        if self._mode == "length":
+            return self._read_length(buffer)
+        if self._mode == "chunked":
+            return self._read_chunks(buffer)
+        if self._mode == "close":
+            self._take_body(buffer, len(buffer))
+            if len(self.body) > self._limit:
+                return True
+            return ended  # the body ends with the connection (never reused)
+        self.complete = True  # no body
+        return True
+
+    def _read_head(self, buffer: bytearray) -> bool:
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > MAX_HEAD_BYTES:
+                    raise _Broken("the response head is too long")
+                return False
+            if end > MAX_HEAD_BYTES:
+                raise _Broken("the response head is too long")
+            text = bytes(buffer[:end]).decode("latin-1")
+            del buffer[: end + 4]
+            status_line, _, rest = text.partition("\r\n")
+            version, _, tail = status_line.partition(" ")
+            code = tail[:3]
+            if not version.startswith("HTTP/1.") or not (code.isdigit() and code.isascii()):
+                raise _Broken(f"not an HTTP/1.x response: {status_line[:64]!r}")
+            headers: dict[str, str] = {}
+            for line in rest.split("\r\n"):
+                if not line:
+                    continue
+                name, colon, value = line.partition(":")
+                if not colon:
+                    raise _Broken("a response header has no colon")
+                name = name.strip().lower()
+                value = value.strip()
+                headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            status = int(code)
+            if 100 <= status < 200:
+                continue  # informational: the real response follows
+            connection = headers.get("connection", "").lower()
+            self.keep_alive = "close" not in connection and (
+                version == "HTTP/1.1" or "keep-alive" in connection
+            )
+            self.status, self.headers, self.head_done = status, headers, True
+            self._choose_body()
+            return True
+
+    def _choose_body(self) -> None:
+        if self._bodyless_request or self.status in BODYLESS_STATUSES:
+            self._mode = ""
+        elif "chunked" in self.headers.get("transfer-encoding", "").lower():
+            self._mode = "chunked"
+        elif (length_text := self.headers.get("content-length")) is not None:
+            try:
+                length = int(length_text)
+            except ValueError:
+                raise _Broken(f"invalid Content-Length {length_text[:32]!r}") from None
+            if length < 0:
+                raise _Broken("negative Content-Length")
+            self._mode, self._left = "length", length
+        else:
+            self._mode = "close"
+
+    def _take_body(self, buffer: bytearray, count: int) -> int:
+        """Move up to `count` bytes from `buffer` to the body, never past `limit` + 1."""
+        room = self._limit + 1 - len(self.body)
+        taken = min(count, len(buffer), max(room, 0))
+        self.body += buffer[:taken]
+        del buffer[:taken]
+        return taken
+
+    def _read_length(self, buffer: bytearray) -> bool:
+        self._left -= self._take_body(buffer, self._left)
+        if self._left == 0:
+            self.complete = True
+            return True
+        return len(self.body) > self._limit  # cut: the rest is not read
+
+    def _read_chunks(self, buffer: bytearray) -> bool:
+        while True:
+            if self._chunk_state in ("size", "trailers"):
+                end = buffer.find(b"\r\n")
+                if end < 0:
+                    if len(buffer) > MAX_HEAD_BYTES:
+                        raise _Broken("a chunk header is too long")
+                    return False
+                line = bytes(buffer[:end])
+                del buffer[: end + 2]
+                if self._chunk_state == "trailers":
+                    if not line:
+                        self.complete = True
+                        return True
+                    continue
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise _Broken("invalid chunk size") from None
+                if size == 0:
+                    self._chunk_state = "trailers"
+                    continue
+                self._left, self._chunk_state = size, "data"
+            elif self._chunk_state == "data":
+                self._left -= self._take_body(buffer, self._left)
+                if len(self.body) > self._limit:
+                    return True  # cut
+                if self._left:
+                    return False
+                self._chunk_state = "crlf"
+            else:  # the CRLF after a chunk's data
+                if len(buffer) < 2:
+                    return False
+                del buffer[:2]
+                self._chunk_state = "size"
+
+
+def _request_bytes(request: OutgoingRequest) -> bytes:
+    parts = [f"{request.method} {request.target} HTTP/1.1\r\n"]
+    parts.extend([f"{name}: {value}\r\n" for name, value in request.headers.items()])
+    if not any(name.lower() == "accept-encoding" for name in request.headers):
+        parts.append("Accept-Encoding: identity\r\n")
+    if request.body is not None:
+        parts.append(f"Content-Length: {len(request.body)}\r\n")
+    elif request.method in ("POST", "PUT", "PATCH"):
+        parts.append("Content-Length: 0\r\n")
+    parts.append("\r\n")
+    head = "".join(parts).encode("latin-1")
+    return head + request.body if request.body else head

@@ -23,7 +23,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
-from proxy_lambda.handler import REDIRECT_STATUSES, DeliverySteps, delivery_steps, handle
+from proxy_lambda.handler import (
+    REDIRECT_STATUSES,
+    DeliveryPlan,
+    DeliverySteps,
+    delivery_steps,
+    handle,
+    plan_delivery,
+)
 from proxy_lambda.settings import ProxySettings
 from proxy_lambda.signing import parse_signing_secrets
 from proxy_lambda.transport import DeliveryError, OutgoingRequest, Sender, TargetResponse
@@ -72,15 +79,26 @@ class LocalDelivery:
             return self.direct.call(event)
         return handle(event, settings=self.proxy_settings, send=self.send)
 
-    async def call_async(self, event: dict[str, Any], sender: AsyncSender) -> dict[str, Any]:
+    def plan(self, event: dict[str, Any]) -> DeliveryPlan | None:
+        """What `call_async` can be told ahead of the call (see proxy_lambda.handler
+        .plan_delivery); None for a direct target or an event with nothing to plan."""
+        if self.send is not None or is_direct_event(event):
+            return None
+        return plan_delivery(event, settings=self.proxy_settings)
+
+    async def call_async(
+        self, event: dict[str, Any], sender: AsyncSender, plan: DeliveryPlan | None = None
+    ) -> dict[str, Any]:
         """`call` on an asyncio loop: the proxy's own steps, each request sent by `sender`.
         Steps that may resolve a host name (a target named by host, a redirect) run in a
         thread, so a slow DNS answer never holds up the loop. With a sender of its own given
-        at construction (tests), the synchronous path runs in a thread instead."""
+        at construction (tests), the synchronous path runs in a thread instead. `plan`, made
+        by `plan` on the same event earlier, saves reading the event again."""
         if self.send is not None or is_direct_event(event):  # boto3 is synchronous
             return await asyncio.to_thread(self.call, event)
-        steps = delivery_steps(event, settings=self.proxy_settings)
-        off_loop = not _names_an_address(event)
+        steps = delivery_steps(event, settings=self.proxy_settings, plan=plan)
+        # Off the loop when the guard may look a host name up (planned: a target by name).
+        off_loop = plan.first_hop is None if plan is not None else not _names_an_address(event)
         step: OutgoingRequest | dict[str, Any] = await _advance(steps, None, off_loop)
         while isinstance(step, OutgoingRequest):
             reply: TargetResponse | DeliveryError

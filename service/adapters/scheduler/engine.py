@@ -19,7 +19,10 @@ guard, signatures and timeouts are the same), at most `workers` at once, and out
 recorded in batches by one thread. With a `lookahead`, schedules due within it are claimed and
 their rows leased that much early, and each call waits in memory for its due time: a burst of
 occurrences due in one second costs no database work at that second but the sends and the
-recording. `_prepare` is the one place a leased firing becomes the event to send.
+recording. What does not depend on the time of the call is worked out as the rows are leased
+(`_call_for`: the event, and the proxy's plan for it); the call, its fire-time checks, timestamp
+and signature happen at the due time. `_event` is the one place a leased firing becomes the
+event to send.
 
 On PostgreSQL several engines share the work: claims and leases take rows with
 `FOR UPDATE SKIP LOCKED`. On SQLite one engine per database file holds an exclusive file lock;
@@ -37,6 +40,7 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,6 +70,10 @@ ENGINE_LOOKAHEAD = timedelta(seconds=10)
 # Seconds recording may wait while a burst is being sent. A thread busy recording would hold
 # the interpreter for whole switch intervals between the loop's socket calls.
 RECORDING_HELD_BACK = 30.0
+# Firings due together are checked against the outbox (withdrawn?) this many at a time, so the
+# first calls of a burst start after one small query rather than one for the whole burst.
+WITHDRAWAL_CHECK_CHUNK = 256
+WITHDRAWAL_CHECKS_AHEAD = 4  # chunks being checked at once (on the loop's executor threads)
 
 
 class Deliverer(Protocol):
@@ -76,6 +84,23 @@ class MissedSink(Protocol):
     def record_missed(
         self, task_id: str, first: datetime, last: datetime, count: int, *, complete: bool
     ) -> None: ...
+
+
+class _Call:
+    """A leased firing waiting on the sending loop, with what could be worked out before its
+    due time: the event to send (None: made at call time, where a failure is handled) and
+    the delivery's plan for it (see proxy_lambda.handler.plan_delivery). `leased_with` is how
+    many rows its lease took under the same token."""
+
+    __slots__ = ("event", "firing", "leased_with", "plan")
+
+    def __init__(
+        self, firing: LocalFiring, event: dict[str, Any] | None, plan: Any, leased_with: int
+    ) -> None:
+        self.firing = firing
+        self.event = event
+        self.plan = plan
+        self.leased_with = leased_with
 
 
 class EngineLocked(RuntimeError):
@@ -179,11 +204,13 @@ class LocalEngine:
         self._waiting: set[asyncio.Task[None]] = set()
         # Firings waiting on the sending loop for their time, by due instant (10 ms steps):
         # one timer per instant hands them out in priority order.
-        self._due: dict[datetime, list[LocalFiring]] = {}
+        self._due: dict[datetime, list[_Call]] = {}
         self._due_timers: dict[datetime, asyncio.TimerHandle] = {}
         self._sender: Any = None
-        self._queued = 0  # calls due and waiting for a free slot
-        self._slots_async: asyncio.Semaphore | None = None
+        # Calls due and waiting for one of the `workers` senders, in the order they are made.
+        self._ready: deque[_Call] = deque()
+        self._senders: set[asyncio.Task[None]] = set()
+        self._unchecked = 0  # due, handed out, and not yet checked against the outbox
         bind = sessions.kw["bind"]
         self._postgres = bind.dialect.name == "postgresql"
 
@@ -459,8 +486,11 @@ class LocalEngine:
                 break
             wanted = min(free, self.batch)
             leased = self._lease(self.clock(), wanted, self._lead())
-            for firing in leased:
-                self._submit(firing)
+            if self._send_loop is None:
+                for firing in leased:
+                    self._submit(firing)
+            elif leased:
+                self._submit_async(leased)
             started += len(leased)
             if len(leased) < wanted:
                 break
@@ -505,12 +535,19 @@ class LocalEngine:
                 )
             )
 
+    def _submit_async(self, firings: list[LocalFiring]) -> None:
+        """Hand leased firings to the sending loop (one wake-up of the loop for them all)."""
+        loop = self._send_loop
+        assert loop is not None
+        with self._in_flight_lock:
+            self._in_flight += len(firings)
+        leased_with = Counter(firing.lease_token for firing in firings)
+        calls = [self._call_for(firing, leased_with[firing.lease_token]) for firing in firings]
+        loop.call_soon_threadsafe(self._spawn_all, calls)
+
     def _submit(self, firing: LocalFiring) -> None:
         with self._in_flight_lock:
             self._in_flight += 1
-        if self._send_loop is not None:
-            self._send_loop.call_soon_threadsafe(self._spawn, firing)
-            return
         if self._pool is None:  # driven by hand (tests, `run_once`): deliver inline
             self._deliver(firing)
             return
@@ -613,7 +650,6 @@ class LocalEngine:
         def run() -> None:
             asyncio.set_event_loop(loop)
             self._sender = AsyncSender()
-            self._slots_async = asyncio.Semaphore(self.workers)
             ready.set()
             loop.run_forever()
 
@@ -635,6 +671,8 @@ class LocalEngine:
             for group in self._due.values():
                 self._release(len(group))
             self._due.clear()
+            self._release(len(self._ready))  # the senders stop after the call they are making
+            self._ready.clear()
             for waiting in list(self._waiting):
                 waiting.cancel()
             current = asyncio.current_task()
@@ -649,80 +687,155 @@ class LocalEngine:
         loop.close()
         self._sending = None
 
-    def _spawn(self, firing: LocalFiring) -> None:
-        """Park a leased firing until its due instant (rounded up to 10 ms, so firings due
+    def _call_for(self, firing: LocalFiring, leased_with: int) -> _Call:
+        """What can be made of a leased firing before its due time (off the sending loop)."""
+        try:
+            event: dict[str, Any] | None = self._event(firing)
+        except Exception:
+            # Made again, and its failure handled, at call time.
+            return _Call(firing, None, None, leased_with)
+        plan = None
+        planner = getattr(self.delivery, "plan", None)
+        if planner is not None and event is not None:
+            try:
+                plan = planner(event)
+            except Exception:
+                logger.exception(
+                    "planning the call of %s failed; it is made at call time", firing.id
+                )
+        return _Call(firing, event, plan, leased_with)
+
+    def _spawn_all(self, calls: list[_Call]) -> None:
+        """Park leased firings until their due instants (rounded up to 10 ms, so firings due
         together share one timer and one check)."""
         loop = asyncio.get_running_loop()
-        due = _due_step(firing.due_at)
-        group = self._due.get(due)
-        if group is None:
-            group = self._due[due] = []
-            delay = max(0.0, (due - self.clock()).total_seconds())
-            self._due_timers[due] = loop.call_later(delay, self._hand_out, due)
-        group.append(firing)
+        for call in calls:
+            due = _due_step(call.firing.due_at)
+            group = self._due.get(due)
+            if group is None:
+                group = self._due[due] = []
+                delay = max(0.0, (due - self.clock()).total_seconds())
+                self._due_timers[due] = loop.call_later(delay, self._hand_out, due)
+            group.append(call)
 
     def _hand_out(self, due: datetime) -> None:
         """The firings due at one instant go to the senders, higher priority first (lease
-        order otherwise; the senders' slots are taken in that order)."""
+        order otherwise; calls already waiting for a sender go first)."""
         self._due_timers.pop(due, None)
-        group = sorted(self._due.pop(due, []), key=lambda f: -(f.priority or 0))
+        group = sorted(self._due.pop(due, []), key=lambda c: -(c.firing.priority or 0))
         task = asyncio.get_running_loop().create_task(self._start_group(group))
         self._waiting.add(task)
         task.add_done_callback(self._waiting.discard)
 
-    async def _start_group(self, group: list[LocalFiring]) -> None:
+    async def _start_group(self, group: list[_Call]) -> None:
         """Claimed early, a firing may since have been withdrawn: its schedule was updated,
         paused or deleted (the local backend then removes the outbox rows of occurrences not
-        yet due, and an update claims them again). Only rows still in the outbox are sent."""
+        yet due, and an update claims them again). Only rows still in the outbox are sent.
+
+        First one query counts the rows each lease token still holds: a lease whose rows
+        are all there (the usual case) needs no other check. The rest are checked row by row,
+        a chunk at a time, a few chunks ahead of the senders; each chunk's calls start as
+        soon as it is checked."""
         loop = asyncio.get_running_loop()
+        self._unchecked += len(group)
+        expected = {call.firing.lease_token: call.leased_with for call in group}
         try:
-            kept = await loop.run_in_executor(None, self._still_queued, [f.id for f in group])
-        except asyncio.CancelledError:
+            held = await loop.run_in_executor(None, self._rows_per_lease, list(expected))
+        except BaseException as exc:
+            self._unchecked -= len(group)
             self._release(len(group))
-            raise
-        except Exception:
+            if not isinstance(exc, Exception):
+                raise  # cancelled: the engine stops
             logger.exception("checking %d firings failed; they will be retried", len(group))
-            self._release(len(group))
             return
-        for firing in group:
-            if firing.id not in kept:
-                self.stats.withdrawn += 1
-                self._release(1)
-                continue
-            task = loop.create_task(self._send(firing))
-            self._waiting.add(task)
+        intact = {token for token, count in expected.items() if held.get(token) == count}
+        unsure = [call for call in group if call.firing.lease_token not in intact]
+        if len(unsure) < len(group):
+            self._unchecked -= len(group) - len(unsure)
+            self._ready.extend(call for call in group if call.firing.lease_token in intact)
+            self._start_senders(loop)
+        chunks = deque(
+            unsure[start : start + WITHDRAWAL_CHECK_CHUNK]
+            for start in range(0, len(unsure), WITHDRAWAL_CHECK_CHUNK)
+        )
+        checking: deque[tuple[list[_Call], asyncio.Future[set[str]]]] = deque()
+        while chunks or checking:
+            while chunks and len(checking) < WITHDRAWAL_CHECKS_AHEAD:
+                chunk = chunks.popleft()
+                ids = [call.firing.id for call in chunk]
+                checking.append((chunk, loop.run_in_executor(None, self._still_queued, ids)))
+            chunk, check = checking[0]
+            try:
+                kept = await check
+            except BaseException as exc:
+                left = sum(len(c) for c, _ in checking) + sum(len(c) for c in chunks)
+                for _, other in checking:
+                    other.cancel()
+                self._unchecked -= left
+                self._release(left)
+                if not isinstance(exc, Exception):
+                    raise  # cancelled: the engine stops
+                logger.exception("checking %d firings failed; they will be retried", left)
+                return
+            checking.popleft()
+            self._unchecked -= len(chunk)
+            for call in chunk:
+                if call.firing.id not in kept:
+                    self.stats.withdrawn += 1
+                    self._release(1)
+                    continue
+                self._ready.append(call)
+            self._start_senders(loop)
+
+    def _start_senders(self, loop: asyncio.AbstractEventLoop) -> None:
+        while self._ready and len(self._senders) < self.workers:
+            self._senders.add(loop.create_task(self._sender_task()))
+
+    def _rows_per_lease(self, tokens: list[str | None]) -> dict[str | None, int]:
+        with self.sessions() as session:
+            rows = session.execute(
+                select(LocalFiring.lease_token, func.count())
+                .where(LocalFiring.lease_token.in_([t for t in tokens if t is not None]))
+                .group_by(LocalFiring.lease_token)
+            )
+            return {token: count for token, count in rows}
+
+    def _backlog(self) -> int:
+        """Calls that are due and wait for a sender (read from other threads too)."""
+        return len(self._ready) + self._unchecked
 
     def _still_queued(self, ids: list[str]) -> set[str]:
         with self.sessions() as session:
             return set(session.scalars(select(LocalFiring.id).where(LocalFiring.id.in_(ids))))
 
-    async def _send(self, firing: LocalFiring) -> None:
+    async def _sender_task(self) -> None:
+        """One of the `workers` senders: makes the waiting calls, one at a time, in order.
+        It leaves the set of senders as it finds nothing more to do (in the same step, so a
+        call queued just after is never left without a sender)."""
+        try:
+            while self._ready:
+                await self._send(self._ready.popleft())
+        finally:
+            self._senders.discard(asyncio.current_task())
+
+    async def _send(self, call: _Call) -> None:
         """Call the firing's target (after the fire-time checks), hand the outcome to the
         recording thread. A failure leaves the row leased: delivered again once the lease
         runs out."""
+        firing = call.firing
         try:
-            assert self._slots_async is not None
-            self._queued += 1
-            try:
-                await self._slots_async.acquire()
-            finally:
-                self._queued -= 1
-            try:
-                self._waiting.discard(asyncio.current_task())
-                if self._lease_lapsed(firing):
-                    self._release(1)
-                    return
-                event = self._event(firing)
-                if self._needs_dependencies(event):  # a database read: off the loop
-                    loop = asyncio.get_running_loop()
-                    await loop.run_in_executor(None, self._gate_dependencies, event)
-                if self.gate is not None and not await self._admitted_async(firing, event):
-                    return  # skipped and recorded, or back in the outbox to wait
-                outcome = await self.delivery.call_async(  # type: ignore[attr-defined]
-                    event, self._sender
-                )
-            finally:
-                self._slots_async.release()
+            if self._lease_lapsed(firing):
+                self._release(1)
+                return
+            event = call.event if call.event is not None else self._event(firing)
+            if self._needs_dependencies(event):  # a database read: off the loop
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, self._gate_dependencies, event)
+            if self.gate is not None and not await self._admitted_async(firing, event):
+                return  # skipped and recorded, or back in the outbox to wait
+            outcome = await self.delivery.call_async(  # type: ignore[attr-defined]
+                event, self._sender, call.plan
+            )
         except asyncio.CancelledError:
             self._gate_done(firing)
             self._release(1)
@@ -733,8 +846,6 @@ class LocalEngine:
             self._gate_done(firing)
             self._release(1)
             return
-        finally:
-            self._waiting.discard(asyncio.current_task())
         assert self._records is not None
         self._records.put((firing, outcome))  # released once recorded
 
@@ -789,13 +900,13 @@ class LocalEngine:
             # Until recorded, an outcome's outbox row stays: a crash meanwhile redelivers it.
             held = time.monotonic() + RECORDING_HELD_BACK
             while (
-                self._queued > self.workers
+                self._backlog() > self.workers
                 and time.monotonic() < held
                 and self._records.qsize() < self.max_outstanding
                 and not self._stop.is_set()
             ):
                 time.sleep(0.05)
-            pressed = self._queued > 0 or self._records.qsize() > self.batch
+            pressed = self._backlog() > 0 or self._records.qsize() > self.batch
             deadline = time.monotonic() + 0.02
             limit = self.batch * 4 if pressed else self.batch
             while len(batch) < limit:
