@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from mangum import Mangum
 
-from service.api.errors import install_error_handling
+from service.api.errors import install_error_handling, with_error_envelope_schemas
 from service.api.routers import executions, health, schedules, tasks, tenants, triggers
 from service.domain.clock import Clock, utc_now
 from service.logs import configure_logging
@@ -64,6 +64,18 @@ def install_dev_key(container: Container, key_file: Path) -> str | None:
     return key
 
 
+class TimebridgeAPI(FastAPI):
+    """FastAPI with the error envelope's schemas in its OpenAPI document (the error responses
+    refer to them; see service.api.errors)."""
+
+    def openapi(self) -> dict[str, Any]:
+        document = super().openapi()
+        if "ErrorEnvelope" not in document.get("components", {}).get("schemas", {}):
+            # Stored where FastAPI caches its document, so this runs once per set of routes.
+            document = self.openapi_schema = with_error_envelope_schemas(document)
+        return document
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> FastAPI:
     """Build the HTTP API; `settings` defaults to the environment (TIMEBRIDGE_*)."""
     settings = settings if settings is not None else Settings()
@@ -92,7 +104,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         container.close()
         container.engine.dispose()
 
-    app = FastAPI(
+    app = TimebridgeAPI(
         title="Timebridge",
         version=_package_version(),
         description="Schedule HTTP calls on AWS EventBridge Scheduler.",

@@ -3,6 +3,8 @@ the request id on every response, and the Lambda entry point (Mangum)."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -220,6 +222,24 @@ def test_openapi_documents_explain_with_an_example_and_the_error_envelope(
     error_schema = operation["responses"]["422"]["content"]["application/json"]["schema"]
     assert error_schema == {"$ref": "#/components/schemas/ErrorEnvelope"}
     assert spec["info"]["title"] == "Timebridge"
+
+
+def test_openapi_error_responses_refer_to_the_envelope_schemas_it_defines(
+    client: TestClient,
+) -> None:
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    referenced = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(spec)))
+    assert referenced <= set(schemas)
+    envelope_ref = {"$ref": "#/components/schemas/ErrorEnvelope"}
+    unauthorized = spec["paths"]["/v1/tasks"]["get"]["responses"]["401"]
+    assert unauthorized["content"]["application/json"]["schema"] == envelope_ref
+    assert schemas["ErrorEnvelope"]["required"] == ["error"]
+    assert set(schemas["ErrorBody"]["properties"]) == ENVELOPE_KEYS
+    details = schemas["ErrorBody"]["properties"]["details"]
+    assert details["items"] == {"$ref": "#/components/schemas/ErrorDetail"}
+    assert set(schemas["ErrorDetail"]["required"]) == {"field", "reason"}
+    assert client.get("/openapi.json").json() == spec
 
 
 class LambdaContextStub:

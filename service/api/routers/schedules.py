@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import ClockDep
-from service.api.errors import ErrorEnvelope
+from service.api.errors import error_envelope_response
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
 
@@ -73,10 +73,9 @@ _EXAMPLES: dict[str, Any] = {
     "/explain",
     summary="Explain a schedule",
     responses={
-        422: {
-            "model": ErrorEnvelope,
-            "description": "INVALID_SCHEDULE naming the field at fault, or VALIDATION_ERROR",
-        }
+        422: error_envelope_response(
+            "INVALID_SCHEDULE naming the field at fault, or VALIDATION_ERROR"
+        )
     },
 )
 def explain_schedule(
