@@ -2,8 +2,6 @@
 edge and passed explicitly from there (`create_app(settings)`). Every field has a safe default so
 a bare `make run` works; see DESIGN.md, "Settings"."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator

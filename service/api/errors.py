@@ -12,8 +12,6 @@ Every error leaves the service as
   server log only.
 """
 
-from __future__ import annotations
-
 import logging
 import re
 import uuid

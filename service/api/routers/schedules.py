@@ -4,8 +4,6 @@ The schedule object goes to the domain compiler untouched, so this endpoint vali
 task creation will; pydantic here only checks the envelope (an object, a count in range).
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body
