@@ -4,7 +4,10 @@ the request id on every response, and the Lambda entry point (Mangum)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -291,3 +294,23 @@ def test_lambda_handler_answers_an_http_api_v2_event() -> None:
     assert result["statusCode"] == 200
     assert result["body"] == '{"status":"ok"}'
     assert result["headers"]["x-request-id"] == "lambda-req-1"
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_importing_the_entry_point_leaves_the_collector_as_it_found_it(collecting: bool) -> None:
+    """The module builds its app with the collector paused, then freezes what it built."""
+    code = (
+        "import gc\n"
+        f"{'' if collecting else 'gc.disable()'}\n"
+        "import service.main\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 0)\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "TIMEBRIDGE_EMBEDDED_ENGINE": "false"},
+    )
+    assert output.stdout.split() == [str(collecting), "True"]
