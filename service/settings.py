@@ -2,12 +2,21 @@
 edge and passed explicitly from there (`create_app(settings)`). Every field has a safe default so
 a bare `make run` works; see DESIGN.md, "Settings"."""
 
-from __future__ import annotations
+import os
+from typing import Any, Literal
 
-from typing import Annotated, Literal
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
-from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+ENV_PREFIX = "TIMEBRIDGE_"
 
 
 def _split_list(value: object) -> object:
@@ -17,14 +26,18 @@ def _split_list(value: object) -> object:
     return value
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Deployment settings. Secrets are `SecretStr` so they never show up in reprs or logs.
 
     Raises pydantic.ValidationError on construction when a value is malformed (fail at start-up,
-    not on the first request that needs it).
+    not on the first request that needs it). Arguments win over the environment. A plain model
+    reading its own variables: pydantic-settings and its sources cost the Lambda cold start
+    more than everything else here.
     """
 
-    model_config = SettingsConfigDict(env_prefix="TIMEBRIDGE_", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, populate_by_name=True, extra="forbid", validate_default=True
+    )
 
     database_url: str = "sqlite:///./.timebridge/timebridge.db"
     stage: str = Field(default="local", max_length=64)  # names the deployment in metrics
@@ -41,8 +54,8 @@ class Settings(BaseSettings):
     schedule_dlq_arn: str | None = None  # SQS queue for invocations the scheduler gave up on
     bootstrap_api_key: SecretStr | None = None
     signing_secret: SecretStr | None = None
-    allowed_target_hosts: Annotated[tuple[str, ...], NoDecode] = ()
-    allowed_target_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
+    allowed_target_hosts: tuple[str, ...] = ()
+    allowed_target_networks: tuple[IPvAnyNetwork, ...] = ()
     public_url: str = "http://127.0.0.1:8000"
     alert_lateness_seconds: int = Field(default=120, ge=1)
     alert_topic_arn: str | None = None  # SNS topic for alerts on AWS; locally alerts are logged
@@ -60,7 +73,7 @@ class Settings(BaseSettings):
     # Direct targets (issue "Targets beyond HTTP"): ARN patterns (`*` wildcards) the scheduler
     # role may reach, empty = any (the default locally; infra passes the granted list); and
     # whether a target may sit outside the deployment's region (AWS_REGION).
-    allowed_target_arns: Annotated[tuple[str, ...], NoDecode] = ()
+    allowed_target_arns: tuple[str, ...] = ()
     allow_cross_region_targets: bool = False
     aws_region: str | None = Field(
         default=None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
@@ -91,6 +104,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TIMEBRIDGE_OTEL_SERVICE_NAME", "OTEL_SERVICE_NAME"),
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _environment(cls, values: Any) -> Any:
+        # Values given to the constructor win over the environment's.
+        if not isinstance(values, dict):
+            return values
+        return {**environment_values(cls), **values}
+
     @field_validator("allowed_target_hosts", mode="before")
     @classmethod
     def _hosts(cls, value: object) -> object:
@@ -110,3 +131,22 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+
+def environment_values(model: type[BaseModel]) -> dict[str, str]:
+    """The environment's value for each field of `model` that has one, by field name: the
+    variable is TIMEBRIDGE_<FIELD>, or the field's alias choices in order, names matched
+    ignoring case. Values stay strings; lists are split by the field validators."""
+    environment = {name.lower(): value for name, value in os.environ.items()}
+    found: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias
+        candidates = (
+            [str(choice) for choice in alias.choices]
+            if isinstance(alias, AliasChoices)
+            else [ENV_PREFIX + name]
+        )
+        value = next((environment[c.lower()] for c in candidates if c.lower() in environment), None)
+        if value is not None:
+            found[name] = value
+    return found

@@ -5,8 +5,6 @@ The services (and SQLAlchemy under them) are imported when the first request nee
 when the app is built: a Lambda's cold start pays only for what answers the request. The
 dependency aliases name the real types for the type checker; FastAPI needs only `Depends`."""
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Header, Request
@@ -38,7 +36,7 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_container(request: Request) -> Container:
+def get_container(request: Request) -> "Container":
     """The wired services, built on first use (so importing the app stays cheap)."""
     state = request.app.state
     container: Container | None = getattr(state, "container", None)
@@ -55,7 +53,7 @@ def get_container(request: Request) -> Container:
 
 async def get_principal(
     request: Request, authorization: Annotated[str | None, Header()] = None
-) -> Principal:
+) -> "Principal":
     """Who is calling, from `Authorization: Bearer <api key | JWT>`; 401 otherwise; 429 when
     the caller's tenant is over its request rate. A key verified in the last second is answered
     here; a lookup runs in the thread pool."""
@@ -71,11 +69,11 @@ async def get_principal(
     return principal
 
 
-async def get_tasks(request: Request) -> TaskService:
+async def get_tasks(request: Request) -> "TaskService":
     return (await _container(request)).tasks
 
 
-async def _container(request: Request) -> Container:
+async def _container(request: Request) -> "Container":
     """`get_container` for async dependencies: no thread hop once the container is built."""
     container: Container | None = getattr(request.app.state, "container", None)
     if container is None:
@@ -83,15 +81,15 @@ async def _container(request: Request) -> Container:
     return container
 
 
-def get_history(request: Request) -> HistoryService:
+def get_history(request: Request) -> "HistoryService":
     return get_container(request).history
 
 
-def get_tenancy(request: Request) -> TenancyService:
+def get_tenancy(request: Request) -> "TenancyService":
     return get_container(request).tenancy
 
 
-def get_triggers(request: Request) -> TriggerService:
+def get_triggers(request: Request) -> "TriggerService":
     triggers = get_container(request).triggers
     assert triggers is not None
     return triggers

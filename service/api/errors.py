@@ -12,8 +12,6 @@ Every error leaves the service as
   server log only.
 """
 
-from __future__ import annotations
-
 import logging
 import re
 import uuid
@@ -91,12 +89,41 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
+# Error responses point at one shared component instead of naming the model: FastAPI builds a
+# pydantic adapter for every `"model"` entry of every route (some 150 here), at import, only to
+# document them; `with_error_envelope_schemas` adds the component those references need.
+_ERROR_ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
+
+
+def error_envelope_response(description: str) -> dict[str, Any]:
+    """One OpenAPI `responses=` entry: the error envelope, with this description."""
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": _ERROR_ENVELOPE_REF}}},
+    }
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries documenting the error envelope for these statuses."""
-    return {
-        status: {"model": ErrorEnvelope, "description": _ERROR_DESCRIPTIONS[status]}
-        for status in statuses
-    }
+    return {status: error_envelope_response(_ERROR_DESCRIPTIONS[status]) for status in statuses}
+
+
+def with_error_envelope_schemas(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` (FastAPI's OpenAPI output) with the error envelope's schemas among its
+    components, in the form FastAPI gives a response model: what `error_responses` refer to."""
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.openapi.models import OpenAPI
+    from pydantic.json_schema import models_json_schema
+
+    _, envelope = models_json_schema(
+        [(ErrorEnvelope, "serialization")], ref_template="#/components/schemas/{model}"
+    )
+    schemas = {**document.get("components", {}).get("schemas", {}), **envelope["$defs"]}
+    components = {**document.get("components", {}), "schemas": dict(sorted(schemas.items()))}
+    # FastAPI's own last step, so the added schemas take the shape the others have.
+    return jsonable_encoder(  # type: ignore[no-any-return]
+        OpenAPI(**{**document, "components": components}), by_alias=True, exclude_none=True
+    )
 
 
 def new_request_id() -> str:

@@ -3,6 +3,11 @@ the request id on every response, and the Lambda entry point (Mangum)."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -222,6 +227,24 @@ def test_openapi_documents_explain_with_an_example_and_the_error_envelope(
     assert spec["info"]["title"] == "Timebridge"
 
 
+def test_openapi_error_responses_refer_to_the_envelope_schemas_it_defines(
+    client: TestClient,
+) -> None:
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    referenced = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(spec)))
+    assert referenced <= set(schemas)
+    envelope_ref = {"$ref": "#/components/schemas/ErrorEnvelope"}
+    unauthorized = spec["paths"]["/v1/tasks"]["get"]["responses"]["401"]
+    assert unauthorized["content"]["application/json"]["schema"] == envelope_ref
+    assert schemas["ErrorEnvelope"]["required"] == ["error"]
+    assert set(schemas["ErrorBody"]["properties"]) == ENVELOPE_KEYS
+    details = schemas["ErrorBody"]["properties"]["details"]
+    assert details["items"] == {"$ref": "#/components/schemas/ErrorDetail"}
+    assert set(schemas["ErrorDetail"]["required"]) == {"field", "reason"}
+    assert client.get("/openapi.json").json() == spec
+
+
 class LambdaContextStub:
     """Just the attributes Mangum's LambdaContext protocol names."""
 
@@ -271,3 +294,23 @@ def test_lambda_handler_answers_an_http_api_v2_event() -> None:
     assert result["statusCode"] == 200
     assert result["body"] == '{"status":"ok"}'
     assert result["headers"]["x-request-id"] == "lambda-req-1"
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_importing_the_entry_point_leaves_the_collector_as_it_found_it(collecting: bool) -> None:
+    """The module builds its app with the collector paused, then freezes what it built."""
+    code = (
+        "import gc\n"
+        f"{'' if collecting else 'gc.disable()'}\n"
+        "import service.main\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 0)\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "TIMEBRIDGE_EMBEDDED_ENGINE": "false"},
+    )
+    assert output.stdout.split() == [str(collecting), "True"]

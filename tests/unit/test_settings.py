@@ -88,3 +88,29 @@ def test_malformed_values_fail_at_start_up(
     monkeypatch.setenv(f"TIMEBRIDGE_{name}", value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_arguments_win_over_the_environment_whose_names_ignore_case(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("timebridge_backend", "eventbridge")
+    monkeypatch.setenv("TIMEBRIDGE_STAGE", "prod")
+    settings = Settings(stage="test")
+    assert settings.backend == "eventbridge"
+    assert settings.stage == "test"
+
+
+def test_the_region_comes_from_aws_region_before_aws_default_region(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("TIMEBRIDGE_AWS_REGION", "not-read")
+    assert Settings().aws_region == "us-east-1"
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert Settings().aws_region == "eu-west-1"
+
+
+def test_unknown_arguments_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        Settings(no_such_setting=1)  # type: ignore[call-arg]

@@ -1,7 +1,5 @@
 """Execution history, run now, manual retry, callbacks and alerts: thin HTTP translation."""
 
-from __future__ import annotations
-
 from datetime import datetime
 from typing import Annotated, Any, Literal
 

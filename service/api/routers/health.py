@@ -1,7 +1,5 @@
 """Probes: `/health` and `/live` (the process answers), `/ready` (the database answers too)."""
 
-from __future__ import annotations
-
 from typing import Literal
 
 from fastapi import APIRouter

@@ -4,15 +4,13 @@ The schedule object goes to the domain compiler untouched, so this endpoint vali
 task creation will; pydantic here only checks the envelope (an object, a count in range).
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import ClockDep
-from service.api.errors import ErrorEnvelope
+from service.api.errors import error_envelope_response
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
 
@@ -73,10 +71,9 @@ _EXAMPLES: dict[str, Any] = {
     "/explain",
     summary="Explain a schedule",
     responses={
-        422: {
-            "model": ErrorEnvelope,
-            "description": "INVALID_SCHEDULE naming the field at fault, or VALIDATION_ERROR",
-        }
+        422: error_envelope_response(
+            "INVALID_SCHEDULE naming the field at fault, or VALIDATION_ERROR"
+        )
     },
 )
 def explain_schedule(

@@ -1,7 +1,5 @@
 """`/v1/tasks`: thin translation between HTTP and the task use cases."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Path, Query, Response

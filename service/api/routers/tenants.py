@@ -1,8 +1,6 @@
 """Tenants, API keys and the audit log: thin HTTP translation (issue "Tenants, roles and
 security hardening")."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query

@@ -1,8 +1,6 @@
 """Triggers other than time (issue 9 part A): `POST /v1/events`, `POST /v1/tasks/{id}/backfill`
 and `GET /v1/schedules`. Thin: the checks live in service.application.triggers."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
