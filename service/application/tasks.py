@@ -4,6 +4,8 @@ The database is the truth and the scheduler backend is made to match it:
 - create is two-phase: the row is committed as `provisioning`, the schedule is created with a
   ClientToken, the row becomes `scheduled` with its ARN. A failed backend call removes the row
   again (nothing claims a schedule); a crash in between leaves a row the reconciler finishes.
+  With the `local` backend, whose schedules live in this database, the row and the schedule are
+  written in one transaction instead: the same outcome with nothing in between.
 - update, pause, resume and cancel change the row and the schedule inside one transaction that
   holds the row: a backend failure rolls the row back, and a crash after the backend call but
   before the commit leaves drift that the reconciler repairs toward the row. The row's changes
@@ -13,6 +15,7 @@ The database is the truth and the scheduler backend is made to match it:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -72,6 +75,10 @@ MARK_PROVISIONED = (
         status=case((Task.status == rules.PROVISIONING, bindparam("live")), else_=Task.status),
     )
 )
+
+
+class _RowRefused(Exception):
+    """The database refused the new task's rows (its Idempotency-Key taken meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -154,8 +161,10 @@ def _window_compiles(task: Task) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def _compiled(schedule_json: str, created_at: datetime) -> CompiledSchedule:
-    """Compiled schedules are immutable: views of the same task reuse one."""
-    return compile_schedule(json.loads(schedule_json), now=created_at)
+    """Compiled schedules are immutable: views of the same task reuse one. The service shows
+    no warnings but the reason a schedule never fires (see `_validated`), so it skips the
+    look-ahead hints."""
+    return compile_schedule(json.loads(schedule_json), now=created_at, hints=False)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -272,36 +281,19 @@ class TaskService:
         now = self.clock()
         task = self.prepare_task(tenant_id, body, now)
         self.check_capacity(tenant_id)
-        request_hash = hash_body(body)
+        request_hash = hash_body(body) if idempotency_key is not None else ""
+        timed = task.kind not in triggers.TRIGGER_KINDS
+        if timed and getattr(self.backend, "shares_database", False):
+            together = self._create_together(task, idempotency_key, request_hash, actor, now)
+            if together is not None:
+                return together
         with self.sessions() as session:
             if idempotency_key is not None:
                 earlier = self._replay(session, tenant_id, idempotency_key, request_hash, now)
                 if earlier is not None:
                     return earlier, False
             try:
-                if idempotency_key is not None:
-                    record = IdempotencyRecord(
-                        id=str(uuid.uuid4()),
-                        tenant_id=tenant_id,
-                        key=idempotency_key,
-                        request_hash=request_hash,
-                        task_id=task.id,
-                        created_at=now,
-                    )
-                    insert_rows(session, [record])
-                insert_rows(session, [task])
-                if actor is not None:
-                    event = AuditEvent(
-                        id=str(uuid.uuid4()),
-                        tenant_id=tenant_id,
-                        actor=actor,
-                        action="task.create",
-                        target_kind="task",
-                        target_id=task.id,
-                        details={"name": task.name},
-                        created_at=now,
-                    )
-                    insert_rows(session, [event])
+                self._insert_new(session, task, idempotency_key, request_hash, actor, now)
                 session.commit()
             except IntegrityError:
                 session.rollback()
@@ -311,56 +303,111 @@ class TaskService:
                 if earlier is None:
                     raise
                 return earlier, False
-        if task.kind in triggers.TRIGGER_KINDS:
+        if not timed:
             return task_view(task, now=now), True  # nothing to provision: live already
         definition = definition_for(task)
         live = rules.SCHEDULED if task.enabled else rules.PAUSED
-        marked = self._provision_marking(definition, task, live)
-        if marked is not None:
-            arn, now = marked
-        else:
-            try:
-                arn = self.provision_schedule(definition, task)
-            except Exception:
-                self._forget(task.id)
-                raise
-            now = self.clock()
-            with self.sessions() as session:
-                # One statement; the reconciler may have finished the row first, so only a row
-                # still `provisioning` changes status.
-                session.connection().execute(
-                    MARK_PROVISIONED, {"task_id": task.id, "arn": arn, "now": now, "live": live}
-                )
-                session.commit()
-        task.status, task.schedule_arn, task.updated_at = live, arn, now
-        return task_view(task, now=now), True
-
-    def _provision_marking(
-        self, definition: ScheduleDefinition, task: Task, live: str
-    ) -> tuple[str, datetime] | None:
-        """With a backend that keeps schedules in this database (`local`), the schedule and
-        the row's move out of `provisioning` are one transaction: one commit fewer per create,
-        and no moment where one exists without the other. (ARN, time) when done this way; None
-        when the backend cannot, or the schedule exists already (the caller then adopts it)."""
-        if not getattr(self.backend, "shares_database", False):
-            return None
-        backend: Any = self.backend  # its create takes `also` (see LocalSchedulerBackend)
-        now = self.clock()
-
-        def mark(session: Session, arn: str) -> None:
-            session.connection().execute(
-                MARK_PROVISIONED, {"task_id": task.id, "arn": arn, "now": now, "live": live}
-            )
-
-        token = client_token_for(task.id, task.version)
         try:
-            arn: str = backend.create(definition, client_token=token, also=mark)
-        except Conflict:
-            return None
+            arn = self.provision_schedule(definition, task)
         except Exception:
             self._forget(task.id)
             raise
-        return arn, now
+        now = self.clock()
+        with self.sessions() as session:
+            # One statement; the reconciler may have finished the row first, so only a row
+            # still `provisioning` changes status.
+            session.connection().execute(
+                MARK_PROVISIONED, {"task_id": task.id, "arn": arn, "now": now, "live": live}
+            )
+            session.commit()
+        task.status, task.schedule_arn, task.updated_at = live, arn, now
+        return task_view(task, now=now), True
+
+    def _create_together(
+        self,
+        task: Task,
+        idempotency_key: str | None,
+        request_hash: str,
+        actor: str | None,
+        now: datetime,
+    ) -> tuple[dict[str, Any], bool] | None:
+        """With a backend that keeps schedules in this database (`local`), the schedule, the
+        row (already live, with its ARN) and the records beside it are one transaction: one
+        commit per create, and never a moment where one exists without the other, so there is
+        no first phase to undo or to finish. None when a schedule of that name exists already:
+        the caller then takes the two-phase path, which adopts it."""
+        if idempotency_key is not None:
+            with self.sessions() as session:
+                earlier = self._replay(session, task.tenant_id, idempotency_key, request_hash, now)
+            if earlier is not None:
+                return earlier, False
+        live = rules.SCHEDULED if task.enabled else rules.PAUSED
+        inserted: list[bool] = []
+
+        def insert_task(session: Session, arn: str) -> None:
+            task.status, task.schedule_arn = live, arn
+            inserted.append(True)
+            try:
+                self._insert_new(session, task, idempotency_key, request_hash, actor, now)
+            except IntegrityError as exc:  # told apart from the backend's own name conflict
+                raise _RowRefused from exc
+
+        backend: Any = self.backend  # its create takes `also` (see LocalSchedulerBackend)
+        token = client_token_for(task.id, task.version)
+        # The task's id is new, and so its schedule's name: no early claims to withdraw.
+        definition = dataclasses.replace(definition_for(task), new_name=True)
+        try:
+            backend.create(definition, client_token=token, also=insert_task)
+        except Conflict:
+            inserted.clear()
+        except _RowRefused as refused:
+            cause = refused.__cause__
+            assert isinstance(cause, IntegrityError)
+            if idempotency_key is None:
+                raise cause from None
+            with self.sessions() as session:  # a concurrent request stored the same key first
+                earlier = self._replay(session, task.tenant_id, idempotency_key, request_hash, now)
+            if earlier is None:
+                raise cause from None
+            return earlier, False
+        if not inserted:  # the schedule was there already: `also` did not run, or rolled back
+            task.status, task.schedule_arn = rules.PROVISIONING, None
+            return None
+        return task_view(task, now=now), True
+
+    @staticmethod
+    def _insert_new(
+        session: Session,
+        task: Task,
+        idempotency_key: str | None,
+        request_hash: str,
+        actor: str | None,
+        now: datetime,
+    ) -> None:
+        """The new task's row, with its Idempotency-Key record and audit event when given."""
+        if idempotency_key is not None:
+            record = IdempotencyRecord(
+                id=str(uuid.uuid4()),
+                tenant_id=task.tenant_id,
+                key=idempotency_key,
+                request_hash=request_hash,
+                task_id=task.id,
+                created_at=now,
+            )
+            insert_rows(session, [record])
+        insert_rows(session, [task])
+        if actor is not None:
+            event = AuditEvent(
+                id=str(uuid.uuid4()),
+                tenant_id=task.tenant_id,
+                actor=actor,
+                action="task.create",
+                target_kind="task",
+                target_id=task.id,
+                details={"name": task.name},
+                created_at=now,
+            )
+            insert_rows(session, [event])
 
     def provision_schedule(self, definition: ScheduleDefinition, task: Task) -> str:
         try:
@@ -530,8 +577,9 @@ class TaskService:
             compiled = _compiled(schedule_json, now)
             upcoming = _next_fires(schedule_json, now)
             if not upcoming:
+                hinted = compile_schedule(json.loads(schedule_json), now=now)  # every warning
                 raise InvalidSchedule(
-                    "schedule", "never fires after now; " + "; ".join(compiled.warnings)
+                    "schedule", "never fires after now; " + "; ".join(hinted.warnings)
                 )
             out["schedule"] = dict(schedule)
             out["compiled"] = compiled

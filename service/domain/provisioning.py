@@ -8,7 +8,7 @@ ClientToken of task id + version makes a retried create or update idempotent on 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -88,6 +88,9 @@ class ScheduleDefinition:
     delete_after_completion: bool = False
     description: str = ""
     target: ScheduleTarget | None = None  # None: the deployment's proxy Lambda
+    # A name no schedule had before (a new task's own): nothing of an earlier schedule of that
+    # name can linger to clear away. A hint about this create, not part of the schedule.
+    new_name: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,8 @@ def normalize_event_target(target: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _is_link_local(host: str) -> bool:
+    if ":" not in host and not host.replace(".", "").isdigit():
+        return False  # a name: an IP address is dotted digits, or has colons (IPv6)
     try:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.adapters.db.models import IdempotencyRecord, LocalSchedule, Task
+from service.adapters.db.models import AuditEvent, IdempotencyRecord, LocalSchedule, Task
 from service.adapters.scheduler.local import LocalSchedulerBackend
 from service.application.tasks import TaskService
 from service.domain.errors import Conflict, InvalidRequest, InvalidSchedule, NotFound
@@ -286,3 +286,88 @@ def test_with_the_local_backend_schedule_and_status_commit_together(
     with db_sessions() as session:
         assert [t.name for t in session.scalars(select(Task))] == ["kept"]
         assert session.scalar(select(func.count()).select_from(LocalSchedule)) == 1
+
+
+def test_with_the_local_backend_a_create_is_one_transaction(
+    db_sessions: sessionmaker[Session],
+) -> None:
+    """The row, its schedule and its audit event are written and committed together: one
+    commit per create, the row already `scheduled` with its ARN."""
+    tenant = add_tenant(db_sessions)
+    service = TaskService(db_sessions, LocalSchedulerBackend(db_sessions, clock=FrozenClock()))
+    engine = db_sessions.kw["bind"]
+    commits: list[object] = []
+
+    def count(connection: object) -> None:
+        commits.append(connection)
+
+    event.listen(engine, "commit", count)
+    try:
+        task, created = service.create(tenant, body(), actor="key:test")
+    finally:
+        event.remove(engine, "commit", count)
+    assert created and task["status"] == "scheduled"
+    assert len(commits) == 1
+    with db_sessions() as session:
+        row = session.get(Task, task["id"])
+        assert row is not None and row.schedule_arn == task["schedule_arn"]
+        assert session.get(LocalSchedule, row.schedule_name) is not None
+        audit = select(func.count()).select_from(AuditEvent)
+        assert session.scalar(audit.where(AuditEvent.target_id == row.id)) == 1
+
+
+class _KeyTakenMeanwhile(LocalSchedulerBackend):
+    """The local backend; before its next create, another request stores the same
+    Idempotency-Key with its own task (as if it committed just after our replay check)."""
+
+    earlier: dict[str, Any] | None = None
+    key = "same-key"
+    tenant = ""
+
+    def create(
+        self,
+        definition: ScheduleDefinition,
+        *,
+        client_token: str,
+        also: Callable[[Session, str], None] | None = None,
+    ) -> str:
+        if self.earlier is None:
+            other = TaskService(self._sessions, LocalSchedulerBackend(self._sessions))
+            self.earlier, _ = other.create(self.tenant, body(), idempotency_key=self.key)
+        return super().create(definition, client_token=client_token, also=also)
+
+
+def test_a_key_stored_meanwhile_by_another_request_replays_its_task(
+    db_sessions: sessionmaker[Session],
+) -> None:
+    """Same key, same body, the other request first by a hair: this one answers with the
+    other's task (not created), and leaves neither a second row nor a second schedule."""
+    backend = _KeyTakenMeanwhile(db_sessions)
+    backend.tenant = add_tenant(db_sessions)
+    service = TaskService(db_sessions, backend)
+    task, created = service.create(backend.tenant, body(), idempotency_key=backend.key)
+    assert backend.earlier is not None
+    assert not created and task["id"] == backend.earlier["id"]
+    assert count_tasks(db_sessions) == 1
+    with db_sessions() as session:
+        assert session.scalar(select(func.count()).select_from(LocalSchedule)) == 1
+        assert session.scalar(select(func.count()).select_from(IdempotencyRecord)) == 1
+
+
+def test_a_schedule_that_never_fires_is_refused_with_every_warning(
+    service: TaskService, tenant: str
+) -> None:
+    """The reason names what the schedule does, also the daylight-saving notes the service
+    otherwise leaves out of its compiled schedules."""
+    schedule = {
+        "kind": "cron",
+        "expression": "cron(30 2 * * ? *)",
+        "timezone": "Europe/Berlin",
+        "end_at": "2026-11-22T00:00:00",
+    }
+    with pytest.raises(InvalidSchedule) as caught:
+        service.create(tenant, body(schedule=schedule))
+    assert caught.value.field == "schedule"
+    assert "never fires after now" in str(caught.value)
+    assert "does not exist in Europe/Berlin" in str(caught.value)
+    assert count_tasks(service.sessions) == 0

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -87,9 +87,10 @@ class LocalSchedulerBackend:
             try:
                 # A one-time schedule leaves this table when the engine claims it; created again
                 # (the task updated or paused meanwhile), its early claim gives way to it.
-                _withdraw_early_claims(
-                    session, definition.name, now, all_pending=not definition.enabled
-                )
+                if not definition.new_name:
+                    _withdraw_early_claims(
+                        session, definition.name, now, all_pending=not definition.enabled
+                    )
                 insert_rows(session, [row])
                 if also is not None:
                     also(session, row.arn)
@@ -162,8 +163,18 @@ def _withdraw_early_claims(
     every row not yet due: also an occurrence whose time has passed but whose flexible-window
     send time has not, and one waiting for a concurrency slot. The engine sends only rows
     still in the outbox at their due time."""
-    pending = LocalFiring.due_at > now if all_pending else LocalFiring.scheduled_time > now
-    session.execute(delete(LocalFiring).where(LocalFiring.schedule_name == name, pending))
+    statement = _WITHDRAW_PENDING if all_pending else _WITHDRAW_AHEAD
+    session.connection().execute(statement, {"name": name, "now": now})
+
+
+# Built once (every create, update, pause and delete runs one), and run as plain SQL: the
+# session holds no LocalFiring objects to keep in step, so the ORM's bookkeeping is waste.
+_WITHDRAW_AHEAD = delete(LocalFiring).where(
+    LocalFiring.schedule_name == bindparam("name"), LocalFiring.scheduled_time > bindparam("now")
+)
+_WITHDRAW_PENDING = delete(LocalFiring).where(
+    LocalFiring.schedule_name == bindparam("name"), LocalFiring.due_at > bindparam("now")
+)
 
 
 def wrap_direct(definition: ScheduleDefinition) -> str:

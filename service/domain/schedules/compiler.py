@@ -268,8 +268,14 @@ def _ceil_second(value: datetime) -> datetime:
     return value
 
 
-def compile_schedule(spec: ScheduleSpec | Mapping[str, Any], *, now: datetime) -> CompiledSchedule:
+def compile_schedule(
+    spec: ScheduleSpec | Mapping[str, Any], *, now: datetime, hints: bool = True
+) -> CompiledSchedule:
     """Compile an API schedule into what gets provisioned.
+
+    `hints=False` leaves out the warnings that look ahead from `now` (fires a daylight-saving
+    change skips or repeats, months without a matching day): for callers that store the
+    schedule and never show them. Nothing provisioned depends on them.
 
     Raises InvalidSchedule naming the field ("schedule.time", "schedule.expression", ...) and
     the reason for anything AWS or Timebridge would refuse.
@@ -311,8 +317,9 @@ def compile_schedule(spec: ScheduleSpec | Mapping[str, Any], *, now: datetime) -
         source=built.source,
     )
     warnings.extend(built.warnings)
-    warnings.extend(_dst_warnings(compiled, zone, now))
-    if built.pattern is not None:
+    if hints:
+        warnings.extend(_dst_warnings(compiled, zone, now))
+    if hints and built.pattern is not None:
         warnings.extend(_month_gap_warnings(built.pattern, now, zone, compiled.end))
     if not compiled.next_fire_times(now - _TICK, 1):
         warnings.append(
