@@ -803,7 +803,8 @@ def _traceparent_or_none(value: Any) -> str | None:
 
 def new_traceparent() -> str:
     """A fresh sampled W3C traceparent: the root of this call's trace at the target."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    ids = secrets.token_hex(24)  # one read of the system's randomness for both ids
+    return f"00-{ids[:32]}-{ids[32:]}-01"
 
 
 def _text_or_none(value: Any) -> str | None:

@@ -94,8 +94,9 @@ class LocalDelivery:
         thread, so a slow DNS answer never holds up the loop. With a sender of its own given
         at construction (tests), the synchronous path runs in a thread instead. `plan`, made
         by `plan` on the same event earlier, saves reading the event again."""
-        if self.send is not None or is_direct_event(event):  # boto3 is synchronous
-            return await asyncio.to_thread(self.call, event)
+        planned = plan is not None  # only an http call is planned
+        if not planned and (self.send is not None or is_direct_event(event)):
+            return await asyncio.to_thread(self.call, event)  # boto3 is synchronous
         steps = delivery_steps(event, settings=self.proxy_settings, plan=plan)
         # Off the loop when the guard may look a host name up (planned: a target by name).
         off_loop = plan.first_hop is None if plan is not None else not _names_an_address(event)

@@ -48,7 +48,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -422,14 +422,15 @@ class LocalEngine:
                 missed_count = -1  # not counted to the end
                 continue
             instant = following_fire(row, instant)
-        mine = (LocalSchedule.name == row.name) & (LocalSchedule.next_fire_at == read)
         if instant is None and row.delete_after_completion:
-            statement: Any = delete(LocalSchedule).where(mine)
-        else:
-            statement = (
-                update(LocalSchedule).where(mine).values(next_fire_at=instant, last_fired_at=now)
+            moved = session.connection().execute(
+                _REMOVE_IF_UNMOVED, {"b_name": row.name, "b_read": read}
             )
-        moved = session.connection().execute(statement)  # Core: no ORM bookkeeping per row
+        else:
+            moved = session.connection().execute(
+                _MOVE_IF_UNMOVED,
+                {"b_name": row.name, "b_read": read, "b_next": instant, "b_now": now},
+            )
         if getattr(moved, "rowcount", 0) != 1:
             return None  # another engine took these occurrences
         for occurrence in taken:
@@ -964,6 +965,19 @@ class LocalEngine:
         while self.dispatch_due():
             pass
         return self.stats
+
+
+# The claim's compare-and-set, one row at a time (each row's own count tells whether another
+# engine moved it first). Built once: a statement made per row costs more than running it.
+_UNMOVED = (LocalSchedule.name == bindparam("b_name")) & (
+    LocalSchedule.next_fire_at == bindparam("b_read")
+)
+_MOVE_IF_UNMOVED = (
+    update(LocalSchedule)
+    .where(_UNMOVED)
+    .values(next_fire_at=bindparam("b_next"), last_fired_at=bindparam("b_now"))
+)
+_REMOVE_IF_UNMOVED = delete(LocalSchedule).where(_UNMOVED)
 
 
 def _due_step(when: datetime) -> datetime:
