@@ -9,7 +9,8 @@ firings needs no thread per call: many requests wait on one loop.
 Like `Urllib3Sender` it dials only the request's checked addresses, in order, sends the
 original name as Host and as TLS SNI (the certificate is checked against that name), never
 follows redirects (the handler does, each hop guarded), bounds connecting by the request's
-timeout and each wait for response bytes by it too, keeps at most `body_limit` bytes of a body
+timeout and each wait for response bytes by it too (one timer, every `SWEEP_SECONDS`, ends the
+waits that are overdue), keeps at most `body_limit` bytes of a body
 (a longer one is cut and its connection dropped), and keeps connections open between calls,
 keyed by scheme, address, port and TLS name. HTTP/1.1 only.
 """
@@ -28,6 +29,8 @@ from proxy_lambda.transport import (
 )
 
 MAX_HEAD_BYTES = 64 * 1024
+# How often overdue waits are ended: a timeout takes effect up to this much after its time.
+SWEEP_SECONDS = 0.05
 BODYLESS_STATUSES = frozenset({204, 304})
 _Key = tuple[str, str, int, str]
 
@@ -47,6 +50,7 @@ class _Connection(asyncio.Protocol):
         self.ended = False  # the peer closed its side, or the connection is gone
         self.error: Exception | None = None  # why the connection was lost, if not cleanly
         self.busy = False  # an exchange is under way
+        self.deadline = 0.0  # loop time by which the awaited bytes must have come
         self._waiter: asyncio.Future[bool] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -78,16 +82,22 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(True)
 
     async def more(self, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
-        """Wait until more bytes arrive or the connection ends; False when `deadline` (loop
-        time) passes first."""
+        """Wait until more bytes arrive or the connection ends; False once `deadline` (loop
+        time) has passed (the sender's sweep says so, see `AsyncSender._sweep`)."""
         waiter: asyncio.Future[bool] = loop.create_future()
         self._waiter = waiter
-        timer = loop.call_at(deadline, _expire, waiter)
+        self.deadline = deadline
         try:
             return await waiter
         finally:
-            timer.cancel()
             self._waiter = None
+
+    def expire(self, now: float) -> None:
+        """End the wait in progress when its deadline has passed."""
+        waiter = self._waiter
+        if waiter is not None and now >= self.deadline and not waiter.done():
+            self._waiter = None
+            waiter.set_result(False)
 
     def usable(self) -> bool:
         return (
@@ -100,11 +110,6 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
-
-
-def _expire(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)
 
 
 class AsyncSender:
@@ -121,6 +126,16 @@ class AsyncSender:
         self._max_idle = max_idle
         self._max_origins = max_origins
         self._idle: OrderedDict[_Key, list[_Connection]] = OrderedDict()
+        # Exchanges under way, and the one timer that ends the overdue ones: a timer per
+        # wait (made and cancelled thousands of times a second in a burst) costs more.
+        self._busy: set[_Connection] = set()
+        self._sweeping: asyncio.TimerHandle | None = None
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for connection in list(self._busy):
+            connection.expire(now)
+        self._sweeping = loop.call_later(SWEEP_SECONDS, self._sweep, loop) if self._busy else None
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
@@ -150,6 +165,9 @@ class AsyncSender:
         raise failure
 
     async def close(self) -> None:
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            self._sweeping = None
         for connections in self._idle.values():
             for connection in connections:
                 connection.close()
@@ -220,13 +238,17 @@ class AsyncSender:
     ) -> TargetResponse:
         assert connection.transport is not None
         connection.busy = True
+        self._busy.add(connection)
+        if self._sweeping is None:
+            self._sweeping = loop.call_later(SWEEP_SECONDS, self._sweep, loop)
         connection.transport.write(_request_bytes(request))
         reader = _ResponseReader(request, request.body_limit)
         deadline = loop.time() + request.timeout
         try:
             while True:
                 had_head = reader.head_done
-                if reader.feed(connection.buffer, connection.ended):
+                arrived = connection.buffer or connection.ended
+                if arrived and reader.feed(connection.buffer, connection.ended):
                     if reader.until_close and connection.error is not None:
                         raise _Broken(_lost(connection.error))  # reset, not closed
                     break
@@ -254,6 +276,7 @@ class AsyncSender:
             raise
         finally:
             connection.busy = False
+            self._busy.discard(connection)
         body = bytes(reader.body)
         truncated = len(body) > request.body_limit
         if reader.complete and reader.keep_alive and not truncated and not connection.buffer:
@@ -425,7 +448,7 @@ class _ResponseReader:
 def _request_bytes(request: OutgoingRequest) -> bytes:
     parts = [f"{request.method} {request.target} HTTP/1.1\r\n"]
     parts.extend([f"{name}: {value}\r\n" for name, value in request.headers.items()])
-    if not any(name.lower() == "accept-encoding" for name in request.headers):
+    if "accept-encoding" not in map(str.lower, request.headers):
         parts.append("Accept-Encoding: identity\r\n")
     if request.body is not None:
         parts.append(f"Content-Length: {len(request.body)}\r\n")
