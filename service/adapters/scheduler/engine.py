@@ -743,11 +743,7 @@ class LocalEngine:
         try:
             held = await loop.run_in_executor(None, self._rows_per_lease, list(expected))
         except BaseException as exc:
-            self._unchecked -= len(group)
-            self._release(len(group))
-            if not isinstance(exc, Exception):
-                raise  # cancelled: the engine stops
-            logger.exception("checking %d firings failed; they will be retried", len(group))
+            self._let_go_unchecked(len(group), exc)
             return
         intact = {token for token, count in expected.items() if held.get(token) == count}
         unsure = [call for call in group if call.firing.lease_token not in intact]
@@ -769,14 +765,10 @@ class LocalEngine:
             try:
                 kept = await check
             except BaseException as exc:
-                left = sum(len(c) for c, _ in checking) + sum(len(c) for c in chunks)
                 for _, other in checking:
                     other.cancel()
-                self._unchecked -= left
-                self._release(left)
-                if not isinstance(exc, Exception):
-                    raise  # cancelled: the engine stops
-                logger.exception("checking %d firings failed; they will be retried", left)
+                left = sum(len(c) for c, _ in checking) + sum(len(c) for c in chunks)
+                self._let_go_unchecked(left, exc)
                 return
             checking.popleft()
             self._unchecked -= len(chunk)
@@ -787,6 +779,15 @@ class LocalEngine:
                     continue
                 self._ready.append(call)
             self._start_senders(loop)
+
+    def _let_go_unchecked(self, count: int, exc: BaseException) -> None:
+        """The check of `count` due firings failed: they stay leased in the outbox and are
+        sent once their lease runs out. Re-raises a cancellation (the engine stops)."""
+        self._unchecked -= count
+        self._release(count)
+        if not isinstance(exc, Exception):
+            raise exc
+        logger.error("checking %d firings failed; they will be retried", count, exc_info=exc)
 
     def _start_senders(self, loop: asyncio.AbstractEventLoop) -> None:
         while self._ready and len(self._senders) < self.workers:
