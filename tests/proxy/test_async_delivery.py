@@ -26,11 +26,20 @@ def server() -> Iterator[TargetServer]:
     target.stop()
 
 
-def call(delivery: LocalDelivery, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def call(
+    delivery: LocalDelivery, events: list[dict[str, Any]], *, planned: bool = False
+) -> list[dict[str, Any]]:
+    """The events' outcomes through `call_async`; `planned`: each with the plan the engine
+    makes for it when it leases the row (LocalDelivery.plan)."""
+    plans = [delivery.plan(e) if planned else None for e in events]
+
     async def run() -> list[dict[str, Any]]:
         sender = AsyncSender()
         try:
-            return list(await asyncio.gather(*(delivery.call_async(e, sender) for e in events)))
+            calls = (
+                delivery.call_async(e, sender, plan) for e, plan in zip(events, plans, strict=True)
+            )
+            return list(await asyncio.gather(*calls))
         finally:
             await sender.close()
 
@@ -77,3 +86,35 @@ def test_a_redirect_hop_goes_through_the_guard(server: TargetServer) -> None:
     )
     assert (refused["status"], refused["error_kind"]) == ("trigger_failed", "unsafe_target")
     assert [r.path for r in server.received].count("/landed") == 1
+
+
+def test_a_planned_call_is_the_same_call(server: TargetServer) -> None:
+    """The engine plans a call as it leases the row (issue "Embedded local engine": the burst
+    path). Planned or not, the target gets the same signed request and the outcome is the same:
+    an address target checked ahead, a named one still resolved and checked at call time, a
+    refused address still refused, a malformed event still reported."""
+    delivery = delivery_for(allowed_target_networks="127.0.0.1/32")
+    events = [
+        fired(server.url("/ok/address")),
+        fired(f"http://localhost:{server.port}/ok/named"),
+        fired("http://10.1.2.3/internal"),
+        {"version": 1, "task_id": "broken"},
+    ]
+    plans = [delivery.plan(event) for event in events]
+    assert plans[0] is not None and plans[0].first_hop is not None  # checked ahead
+    assert plans[1] is not None and plans[1].first_hop is None  # a name: checked at call time
+    assert plans[2] is not None and plans[2].first_hop is None  # refused: reported at call time
+    assert plans[3] is None
+    kept = ("status", "status_code", "error_kind", "occurrence_key", "scheduled_time", "attempt")
+    unplanned = call(delivery, events)
+    planned = call(delivery, events, planned=True)
+    assert [{k: o[k] for k in kept} for o in planned] == [
+        {k: o[k] for k in kept} for o in unplanned
+    ]
+    statuses = [o["status"] for o in planned]
+    assert statuses == ["success", "success", "trigger_failed", "trigger_failed"]
+    assert [o["error_kind"] for o in planned][2:] == ["unsafe_target", "malformed_event"]
+    paths = sorted(r.path for r in server.received)
+    assert paths == ["/ok/address", "/ok/address", "/ok/named", "/ok/named"]
+    for request in server.received:
+        Webhook(SECRET).verify(request.body, request.headers)  # signed at call time, both ways
