@@ -9,6 +9,7 @@ come back per item, in order."""
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ def create_many(
     if not 1 <= len(bodies) <= MAX_BATCH:
         raise InvalidRequest("tasks", f"must hold 1-{MAX_BATCH} tasks")
     limiter = limiter or service.limiter
+    started = limiter.clock()  # this batch's priority for the scheduler's quota: older first
     now = service.clock()
     service.check_capacity(tenant_id, adding=len(bodies))
     items = [_Item(i) for i in range(len(bodies))]
@@ -66,8 +68,11 @@ def create_many(
     # Rows are written chunk by chunk, and each chunk's schedules start while the next chunk
     # is validated, so the scheduler's quota is never left idle waiting for our own work. Chunks
     # start small and double, so the first schedules start after a few items' work, not 100's.
+    # Each chunk's rows are marked `scheduled` as soon as its schedules are made, while later
+    # chunks are still provisioning: the request ends one chunk's work after its last schedule,
+    # and the next request's schedules start with little pause.
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures: list[Future[None]] = []
+        pending: deque[tuple[list[_Item], list[Future[None]]]] = deque()
         begin, size = 0, FIRST_CHUNK
         while begin < len(items):
             chunk = items[begin : begin + size]
@@ -75,14 +80,16 @@ def create_many(
             for item in chunk:
                 _prepare(service, tenant_id, item, bodies[item.index], now)
             _write_rows(service, tenant_id, chunk, now)
-            futures.extend(
-                pool.submit(_provision, service, item, limiter, max_throttle_retries)
+            futures = [
+                pool.submit(_provision, service, item, limiter, started, max_throttle_retries)
                 for item in chunk
                 if item.status == 0 and item.task is not None
-            )
-        for future in futures:
-            future.result()
-    _finish_rows(service, items)
+            ]
+            pending.append((chunk, futures))
+            while pending and all(future.done() for future in pending[0][1]):
+                _finish_chunk(service, *pending.popleft())
+        while pending:
+            _finish_chunk(service, *pending.popleft())
     return [_result(item) for item in items]
 
 
@@ -151,7 +158,7 @@ def _write_rows(service: TaskService, tenant_id: str, items: list[_Item], now: d
 
 
 def _provision(
-    service: TaskService, item: _Item, limiter: AdaptiveLimiter, max_retries: int
+    service: TaskService, item: _Item, limiter: AdaptiveLimiter, priority: float, max_retries: int
 ) -> None:
     assert item.task is not None
     if item.task.kind in TRIGGER_KINDS:  # event and after tasks have nothing to provision
@@ -159,7 +166,7 @@ def _provision(
         return
     definition = definition_for(item.task)
     for attempt in range(max_retries + 1):
-        limiter.acquire()
+        limiter.acquire(priority)
         throttled = False
         try:
             item.task.schedule_arn = service.provision_schedule(definition, item.task)
@@ -175,6 +182,12 @@ def _provision(
             return
         finally:
             limiter.release(throttled=throttled)
+
+
+def _finish_chunk(service: TaskService, items: list[_Item], futures: list[Future[None]]) -> None:
+    for future in futures:
+        future.result()
+    _finish_rows(service, items)
 
 
 def _finish_rows(service: TaskService, items: list[_Item]) -> None:

@@ -3,6 +3,8 @@ made safe by idempotency keys."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -101,3 +103,48 @@ def test_batch_size_is_bounded(db_sessions: sessionmaker[Session]) -> None:
         create_many(service, tenant, [])
     with pytest.raises(InvalidRequest):
         create_many(service, tenant, [body(i) for i in range(1001)])
+
+
+class HeldEmulator(SchedulerEmulator):
+    """Holds back the schedule whose target URL ends with `held` until `go` is set."""
+
+    def __init__(self, held: str) -> None:
+        super().__init__(latency=0)
+        self.held = held
+        self.go = threading.Event()
+
+    def create_schedule(self, **request: Any) -> dict[str, Any]:
+        if request["Target"]["Input"].find(self.held) >= 0 and not self.go.wait(30):
+            raise AssertionError("the held schedule was never let go")
+        return super().create_schedule(**request)
+
+
+def test_chunks_are_marked_scheduled_while_later_chunks_still_provision(
+    db_sessions: sessionmaker[Session],
+) -> None:
+    # Issue 4: a request's rows are finished chunk by chunk, so it ends one chunk's work after
+    # its last schedule, and the next request's schedules follow with little pause.
+    emulator = HeldEmulator('hook/299"')
+    service = make_service(db_sessions, emulator)
+    tenant = add_tenant(db_sessions)
+    results: list[dict[str, Any]] = []
+    worker = threading.Thread(
+        target=lambda: results.extend(create_many(service, tenant, [body(i) for i in range(300)]))
+    )
+    worker.start()
+
+    def scheduled() -> int:
+        with db_sessions() as session:
+            query = select(func.count()).select_from(Task).where(Task.status == "scheduled")
+            return int(session.scalar(query) or 0)
+
+    deadline = time.monotonic() + 30
+    while scheduled() < 200 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    held_back = scheduled()
+    emulator.go.set()
+    worker.join(30)
+    # Every chunk before the held one (the last, items 220-299) was finished meanwhile.
+    assert held_back >= 200
+    assert {r["status"] for r in results} == {201}
+    assert scheduled() == 300 and emulator.creates == 300
