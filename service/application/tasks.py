@@ -48,10 +48,11 @@ from service.domain.provisioning import (
     schedule_name_for,
 )
 from service.domain.schedules import CompiledSchedule, compile_schedule
-from service.domain.schedules.compiler import ONE_TIME_KINDS
+from service.domain.schedules.compiler import NOW_INDEPENDENT_KINDS, ONE_TIME_KINDS
 from service.tracing import traced_task_action
 
 _TICK = timedelta(microseconds=1)
+VIEW_FIRES = 5  # next fire times a task view shows
 CAP_RECOUNT = 10.0  # seconds between counts of a tenant's active tasks
 TASK_FIELDS = {
     "name",
@@ -159,18 +160,54 @@ def _window_compiles(task: Task) -> bool:
     return control.restrict_cron(base, task.expression_timezone, task.window) is not None
 
 
-@functools.lru_cache(maxsize=4096)
 def _compiled(schedule_json: str, created_at: datetime) -> CompiledSchedule:
     """Compiled schedules are immutable: views of the same task reuse one. The service shows
     no warnings but the reason a schedule never fires (see `_validated`), so it skips the
-    look-ahead hints."""
-    return compile_schedule(json.loads(schedule_json), now=created_at, hints=False)
+    look-ahead hints. A calendar schedule compiles alike at any instant: one compile serves
+    every task that has it, whenever made (its warnings are those of the first)."""
+    if _kind_of(schedule_json) in NOW_INDEPENDENT_KINDS:
+        return _compiled_calendar(schedule_json, created_at)
+    return _compiled_at(schedule_json, created_at)
 
 
 @functools.lru_cache(maxsize=4096)
+def _kind_of(schedule_json: str) -> object:
+    schedule = json.loads(schedule_json)
+    return schedule.get("kind") if isinstance(schedule, dict) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_at(schedule_json: str, created_at: datetime) -> CompiledSchedule:
+    return compile_schedule(json.loads(schedule_json), now=created_at, hints=False)
+
+
+_calendar_lock = threading.Lock()
+_calendar: dict[str, CompiledSchedule] = {}
+
+
+def _compiled_calendar(schedule_json: str, now: datetime) -> CompiledSchedule:
+    found = _calendar.get(schedule_json)
+    if found is None:
+        found = compile_schedule(json.loads(schedule_json), now=now, hints=False)
+        with _calendar_lock:
+            if len(_calendar) >= 4096:  # kept small like the caches beside it
+                _calendar.clear()
+            _calendar[schedule_json] = found
+    return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _upcoming(
+    schedule_json: str, created_at: datetime, now: datetime, count: int
+) -> tuple[datetime, ...]:
+    """The next `count` fires at or after `now`: a create's check and its view share one."""
+    return tuple(_compiled(schedule_json, created_at).next_fire_times(now - _TICK, count))
+
+
 def _next_fires(schedule_json: str, now: datetime) -> tuple[datetime, ...]:
-    """A schedule compiled at `now` fires first at or after `now` here: a batch shares it."""
-    return tuple(_compiled(schedule_json, now).next_fire_times(now - _TICK, 1))
+    """A schedule compiled at `now` fires first at or after `now` here: a batch shares it, and
+    the view of the new task (VIEW_FIRES from the same instant) reuses the answer."""
+    return _upcoming(schedule_json, now, now, VIEW_FIRES)[:1]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -178,8 +215,8 @@ def _fire_texts(
     schedule_json: str, created_at: datetime, now: datetime, count: int
 ) -> tuple[str, ...]:
     """The next fires at or after `now`: a batch's views of one schedule share one answer."""
-    compiled = _compiled(schedule_json, created_at)
-    return tuple(f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in compiled.next_fire_times(now - _TICK, count))
+    fires = _upcoming(schedule_json, created_at, now, count)
+    return tuple(f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in fires)
 
 
 def _windowed_fires(task: Task, schedule_json: str, now: datetime, count: int) -> list[str]:
@@ -200,7 +237,7 @@ def _windowed_fires(task: Task, schedule_json: str, now: datetime, count: int) -
     return [f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in sorted(runs)]
 
 
-def task_view(task: Task, *, now: datetime, count: int = 5) -> dict[str, Any]:
+def task_view(task: Task, *, now: datetime, count: int = VIEW_FIRES) -> dict[str, Any]:
     """The task as the API returns it: secrets redacted, next fires computed."""
     fires: list[str] = []
     timed = task.kind not in triggers.TRIGGER_KINDS
