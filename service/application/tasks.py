@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, case, delete, func, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -381,11 +382,11 @@ class TaskService:
         live = rules.SCHEDULED if task.enabled else rules.PAUSED
         inserted: list[bool] = []
 
-        def insert_task(session: Session, arn: str) -> None:
+        def insert_task(connection: Connection, arn: str) -> None:
             task.status, task.schedule_arn = live, arn
             inserted.append(True)
             try:
-                self._insert_new(session, task, idempotency_key, request_hash, actor, now)
+                self._insert_new(connection, task, idempotency_key, request_hash, actor, now)
             except IntegrityError as exc:  # told apart from the backend's own name conflict
                 raise _RowRefused from exc
 
@@ -414,7 +415,7 @@ class TaskService:
 
     @staticmethod
     def _insert_new(
-        session: Session,
+        session: Session | Connection,
         task: Task,
         idempotency_key: str | None,
         request_hash: str,

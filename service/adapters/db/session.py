@@ -76,9 +76,9 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def insert_rows(session: Session, rows: Sequence[Any]) -> None:
-    """INSERT new rows of one mapped class, in the session's transaction, one statement per
-    set of filled-in columns (one for rows built alike).
+def insert_rows(session: Session | Connection, rows: Sequence[Any]) -> None:
+    """INSERT new rows of one mapped class, in the session's (or connection's) transaction, one
+    statement per set of filled-in columns (one for rows built alike).
 
     For rows that are only written (never changed through the session) this skips the unit of
     work, which costs more than the INSERT itself on a hot path. The rows stay transient: do not
@@ -93,7 +93,7 @@ def insert_rows(session: Session, rows: Sequence[Any]) -> None:
         state = row.__dict__
         values = {column: state[attr] for attr, column in columns if attr in state}
         groups.setdefault(tuple(values), []).append(values)
-    connection = session.connection()
+    connection = session.connection() if isinstance(session, Session) else session
     for keys, values_list in groups.items():
         if len(values_list) == 1:
             _insert_one(connection, type(rows[0]), keys, values_list[0])
