@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import AuditEvent, Execution, IdempotencyRecord, Task
-from service.adapters.db.session import insert_rows
+from service.adapters.db.session import insert_rows, insert_values
 from service.application.pacing import AdaptiveLimiter
 from service.application.paging import is_uuid, newest_first
 from service.domain import control, targets, triggers
@@ -424,28 +424,28 @@ class TaskService:
     ) -> None:
         """The new task's row, with its Idempotency-Key record and audit event when given."""
         if idempotency_key is not None:
-            record = IdempotencyRecord(
-                id=str(uuid.uuid4()),
-                tenant_id=task.tenant_id,
-                key=idempotency_key,
-                request_hash=request_hash,
-                task_id=task.id,
-                created_at=now,
-            )
-            insert_rows(session, [record])
+            record = {
+                "id": str(uuid.uuid4()),
+                "tenant_id": task.tenant_id,
+                "key": idempotency_key,
+                "request_hash": request_hash,
+                "task_id": task.id,
+                "created_at": now,
+            }
+            insert_values(session, IdempotencyRecord, record)
         insert_rows(session, [task])
         if actor is not None:
-            event = AuditEvent(
-                id=str(uuid.uuid4()),
-                tenant_id=task.tenant_id,
-                actor=actor,
-                action="task.create",
-                target_kind="task",
-                target_id=task.id,
-                details={"name": task.name},
-                created_at=now,
-            )
-            insert_rows(session, [event])
+            event = {
+                "id": str(uuid.uuid4()),
+                "tenant_id": task.tenant_id,
+                "actor": actor,
+                "action": "task.create",
+                "target_kind": "task",
+                "target_id": task.id,
+                "details": {"name": task.name},
+                "created_at": now,
+            }
+            insert_values(session, AuditEvent, event)
 
     def provision_schedule(self, definition: ScheduleDefinition, task: Task) -> str:
         try:

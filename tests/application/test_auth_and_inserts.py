@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import ApiKey, LocalSchedule, Task
-from service.adapters.db.session import insert_rows
+from service.adapters.db.session import insert_rows, insert_values
 from service.application import auth
 from service.domain.errors import Unauthorized
 
@@ -143,3 +143,32 @@ def test_a_single_row_refused_by_the_database_raises_integrity_error(
             insert_rows(session, [schedule()])
         session.rollback()  # the session stays usable, as after any failed execute
         assert session.scalar(select(func.count()).select_from(LocalSchedule)) == 1
+
+
+def test_insert_values_writes_what_insert_rows_writes_for_the_same_row(
+    db_sessions: sessionmaker[Session],
+) -> None:
+    now = datetime(2026, 5, 4, 3, 2, 1, tzinfo=UTC)
+    values = {
+        "name": "tb-values",
+        "arn": "arn:values",
+        "expression": "cron(0 9 * * ? *)",
+        "expression_timezone": "Europe/Berlin",
+        "input": '{"a": 1}',
+        "enabled": False,
+        "created_at": now,
+        "updated_at": now,
+        "next_fire_at": now,
+    }
+    with db_sessions() as session:
+        insert_rows(session, [LocalSchedule(**{**values, "name": "tb-object"})])
+        insert_values(session, LocalSchedule, values)
+        with pytest.raises(TypeError, match="no column attribute 'nope'"):
+            insert_values(session, LocalSchedule, {**values, "nope": 1})
+        session.commit()
+    with db_sessions() as session:
+        by_name = {
+            row.name: {c.key: getattr(row, c.key) for c in LocalSchedule.__mapper__.column_attrs}
+            for row in session.scalars(select(LocalSchedule))
+        }
+    assert by_name.pop("tb-object") == {**by_name.pop("tb-values"), "name": "tb-object"}

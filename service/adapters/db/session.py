@@ -101,6 +101,19 @@ def insert_rows(session: Session | Connection, rows: Sequence[Any]) -> None:
             connection.execute(statement, values_list)
 
 
+def insert_values(session: Session | Connection, cls: type[Any], values: Mapping[str, Any]) -> None:
+    """INSERT one row of mapped class `cls` from its attribute values, as `insert_rows` would
+    write the same row built as an object (unset columns get their defaults), without building
+    one: for rows only ever written on a hot path."""
+    _statement, columns = _insert_columns(cls)
+    row = {column: values[attr] for attr, column in columns if attr in values}
+    if len(row) != len(values):
+        unknown = sorted(set(values) - {attr for attr, _ in columns})
+        raise TypeError(f"{cls.__name__} has no column attribute {unknown[0]!r}")
+    connection = session.connection() if isinstance(session, Session) else session
+    _insert_one(connection, cls, tuple(row), row)
+
+
 _Inserts = tuple[Insert, tuple[tuple[str, str], ...]]
 _inserts: dict[type[Any], _Inserts] = {}
 

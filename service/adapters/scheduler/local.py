@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.engine import Connection, Engine
@@ -14,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import LocalFiring, LocalSchedule
-from service.adapters.db.session import insert_rows
+from service.adapters.db.session import insert_values
 from service.domain.errors import Conflict, NotFound
 from service.domain.provisioning import (
     ScheduleDefinition,
@@ -80,15 +81,16 @@ class LocalSchedulerBackend:
         service writes its row there, already provisioned: this backend shares its database)."""
         self._validate(definition)
         now = self._clock()
-        row = LocalSchedule(
-            name=definition.name,
-            arn=self._arn_prefix + definition.name,
-            client_token=client_token,
-            created_at=now,
-            updated_at=now,
-        )
-        _copy_into(row, definition)
-        row.next_fire_at = first_fire(definition, now)
+        arn = self._arn_prefix + definition.name
+        row = {
+            "name": definition.name,
+            "arn": arn,
+            "client_token": client_token,
+            "created_at": now,
+            "updated_at": now,
+            **_definition_values(definition),
+            "next_fire_at": first_fire(definition, now),
+        }
         try:
             # A plain transaction on the engine: nothing here needs the ORM's session.
             with self._transaction() as connection:
@@ -98,9 +100,9 @@ class LocalSchedulerBackend:
                     _withdraw_early_claims(
                         connection, definition.name, now, all_pending=not definition.enabled
                     )
-                insert_rows(connection, [row])
+                insert_values(connection, LocalSchedule, row)
                 if also is not None:
-                    also(connection, row.arn)
+                    also(connection, arn)
         except IntegrityError as exc:
             with self._sessions() as session:
                 existing = session.get(LocalSchedule, definition.name)
@@ -108,7 +110,7 @@ class LocalSchedulerBackend:
                 return existing.arn  # an idempotent retry
             raise Conflict(f"schedule {definition.name} already exists") from exc
         self._changed()
-        return row.arn
+        return arn
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -229,17 +231,25 @@ def _unwrap_direct(stored: str) -> tuple[str, ScheduleTarget | None]:
     )
 
 
+def _definition_values(definition: ScheduleDefinition) -> dict[str, Any]:
+    """The row's columns that state `definition`."""
+    return {
+        "expression": definition.expression,
+        "expression_timezone": definition.expression_timezone,
+        "input": wrap_direct(definition),
+        "enabled": definition.enabled,
+        "start_at": definition.start,
+        "end_at": definition.end,
+        "flexible_window_minutes": definition.flexible_window_minutes,
+        "delete_after_completion": definition.delete_after_completion,
+        "description": definition.description,
+        "priority": input_priority(definition.input),
+    }
+
+
 def _copy_into(row: LocalSchedule, definition: ScheduleDefinition) -> None:
-    row.expression = definition.expression
-    row.expression_timezone = definition.expression_timezone
-    row.input = wrap_direct(definition)
-    row.enabled = definition.enabled
-    row.start_at = definition.start
-    row.end_at = definition.end
-    row.flexible_window_minutes = definition.flexible_window_minutes
-    row.delete_after_completion = definition.delete_after_completion
-    row.description = definition.description
-    row.priority = input_priority(definition.input)
+    for attribute, value in _definition_values(definition).items():
+        setattr(row, attribute, value)
 
 
 def input_priority(input_text: str) -> int:
