@@ -15,7 +15,6 @@ The database is the truth and the scheduler backend is made to match it:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -89,8 +88,12 @@ class TaskPage:
     next_cursor: str | None
 
 
-def definition_for(task: Task) -> ScheduleDefinition:
-    """The schedule a task row wants, from the row alone (the reconciler compares with it)."""
+def definition_for(
+    task: Task, *, input_text: str | None = None, new_name: bool = False
+) -> ScheduleDefinition:
+    """The schedule a task row wants, from the row alone (the reconciler compares with it).
+    `input_text`: the task's Input as `proxy_input` built it, when the caller has it already;
+    `new_name`: see ScheduleDefinition."""
     assert task.aws_expression is not None
     direct: ScheduleTarget | None = None
     if targets.is_direct(task.target):
@@ -98,13 +101,8 @@ def definition_for(task: Task) -> ScheduleDefinition:
         direct, input_text = targets.direct_schedule(
             task.target, task_id=task.id, task_name=task.name
         )
-    else:
-        input_text = input_for(
-            task,
-            control=control_of(task),
-            gate=task.dependency_gate,
-            dependent=bool(task.depends_on),
-        )
+    elif input_text is None:
+        input_text = proxy_input(task)
     return ScheduleDefinition(
         name=task.schedule_name,
         expression=task.aws_expression,
@@ -118,6 +116,15 @@ def definition_for(task: Task) -> ScheduleDefinition:
         flexible_window_minutes=task.flexible_window_minutes,
         delete_after_completion=task.kind in ("immediate", "once", "delay"),
         description=f"Timebridge task {task.id} ({task.name})"[:512],
+        new_name=new_name,
+    )
+
+
+def proxy_input(task: Task) -> str:
+    """The Input of the task's own schedule (not a direct target's): InvalidRequest when too
+    large."""
+    return input_for(
+        task, control=control_of(task), gate=task.dependency_gate, dependent=bool(task.depends_on)
     )
 
 
@@ -317,12 +324,14 @@ class TaskService:
         when an earlier request with the same Idempotency-Key made it. With `actor`, the audit
         event is written in the same transaction as the row (and removed with it on failure)."""
         now = self.clock()
-        task = self.prepare_task(tenant_id, body, now)
+        task, input_text = self._prepare(tenant_id, body, now)
         self.check_capacity(tenant_id)
         request_hash = hash_body(body) if idempotency_key is not None else ""
         timed = task.kind not in triggers.TRIGGER_KINDS
         if timed and getattr(self.backend, "shares_database", False):
-            together = self._create_together(task, idempotency_key, request_hash, actor, now)
+            together = self._create_together(
+                task, input_text, idempotency_key, request_hash, actor, now
+            )
             if together is not None:
                 return together
         with self.sessions() as session:
@@ -343,7 +352,7 @@ class TaskService:
                 return earlier, False
         if not timed:
             return task_view(task, now=now), True  # nothing to provision: live already
-        definition = definition_for(task)
+        definition = definition_for(task, input_text=input_text)
         live = rules.SCHEDULED if task.enabled else rules.PAUSED
         try:
             arn = self.provision_schedule(definition, task)
@@ -364,6 +373,7 @@ class TaskService:
     def _create_together(
         self,
         task: Task,
+        input_text: str | None,
         idempotency_key: str | None,
         request_hash: str,
         actor: str | None,
@@ -393,7 +403,7 @@ class TaskService:
         backend: Any = self.backend  # its create takes `also` (see LocalSchedulerBackend)
         token = client_token_for(task.id, task.version)
         # The task's id is new, and so its schedule's name: no early claims to withdraw.
-        definition = dataclasses.replace(definition_for(task), new_name=True)
+        definition = definition_for(task, input_text=input_text, new_name=True)
         try:
             backend.create(definition, client_token=token, also=insert_task)
         except Conflict:
@@ -513,6 +523,15 @@ class TaskService:
         return int(active or 0)
 
     def prepare_task(self, tenant_id: str, body: Mapping[str, Any], now: datetime) -> Task:
+        """A new task row from a create body, checked through (its schedule's Input included),
+        not yet stored; InvalidRequest / InvalidSchedule name the field."""
+        return self._prepare(tenant_id, body, now)[0]
+
+    def _prepare(
+        self, tenant_id: str, body: Mapping[str, Any], now: datetime
+    ) -> tuple[Task, str | None]:
+        """`prepare_task`, and the Input of the task's schedule (None for a direct target):
+        built once here, where its size is checked, and handed on to `definition_for`."""
         fields = self._validated(body, now, partial=False)
         task_id = str(uuid.uuid4())
         task = Task(
@@ -536,17 +555,8 @@ class TaskService:
                 self._check_links(session, task)
         if targets.is_direct(task.target):
             self._check_direct(task)
-            return task
-        rules.schedule_input(
-            task_id=task.id,
-            tenant_id=tenant_id,
-            target=task.target,
-            callback=task.callback,
-            task_name=task.name,
-            timezone=task.timezone,
-            control=control_of(task),
-        )
-        return task
+            return task, None
+        return task, proxy_input(task)
 
     def _check_direct(self, task: Task) -> None:
         """A direct target must be reachable by the deployment and its Input fit (rendered
