@@ -15,7 +15,6 @@ The database is the truth and the scheduler backend is made to match it:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -28,11 +27,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, case, delete, func, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import AuditEvent, Execution, IdempotencyRecord, Task
-from service.adapters.db.session import insert_rows
+from service.adapters.db.session import insert_rows, insert_values
 from service.application.pacing import AdaptiveLimiter
 from service.application.paging import is_uuid, newest_first
 from service.domain import control, targets, triggers
@@ -48,10 +48,11 @@ from service.domain.provisioning import (
     schedule_name_for,
 )
 from service.domain.schedules import CompiledSchedule, compile_schedule
-from service.domain.schedules.compiler import ONE_TIME_KINDS
+from service.domain.schedules.compiler import NOW_INDEPENDENT_KINDS, ONE_TIME_KINDS
 from service.tracing import traced_task_action
 
 _TICK = timedelta(microseconds=1)
+VIEW_FIRES = 5  # next fire times a task view shows
 CAP_RECOUNT = 10.0  # seconds between counts of a tenant's active tasks
 TASK_FIELDS = {
     "name",
@@ -87,8 +88,12 @@ class TaskPage:
     next_cursor: str | None
 
 
-def definition_for(task: Task) -> ScheduleDefinition:
-    """The schedule a task row wants, from the row alone (the reconciler compares with it)."""
+def definition_for(
+    task: Task, *, input_text: str | None = None, new_name: bool = False
+) -> ScheduleDefinition:
+    """The schedule a task row wants, from the row alone (the reconciler compares with it).
+    `input_text`: the task's Input as `proxy_input` built it, when the caller has it already;
+    `new_name`: see ScheduleDefinition."""
     assert task.aws_expression is not None
     direct: ScheduleTarget | None = None
     if targets.is_direct(task.target):
@@ -96,13 +101,8 @@ def definition_for(task: Task) -> ScheduleDefinition:
         direct, input_text = targets.direct_schedule(
             task.target, task_id=task.id, task_name=task.name
         )
-    else:
-        input_text = input_for(
-            task,
-            control=control_of(task),
-            gate=task.dependency_gate,
-            dependent=bool(task.depends_on),
-        )
+    elif input_text is None:
+        input_text = proxy_input(task)
     return ScheduleDefinition(
         name=task.schedule_name,
         expression=task.aws_expression,
@@ -116,6 +116,15 @@ def definition_for(task: Task) -> ScheduleDefinition:
         flexible_window_minutes=task.flexible_window_minutes,
         delete_after_completion=task.kind in ("immediate", "once", "delay"),
         description=f"Timebridge task {task.id} ({task.name})"[:512],
+        new_name=new_name,
+    )
+
+
+def proxy_input(task: Task) -> str:
+    """The Input of the task's own schedule (not a direct target's): InvalidRequest when too
+    large."""
+    return input_for(
+        task, control=control_of(task), gate=task.dependency_gate, dependent=bool(task.depends_on)
     )
 
 
@@ -159,18 +168,54 @@ def _window_compiles(task: Task) -> bool:
     return control.restrict_cron(base, task.expression_timezone, task.window) is not None
 
 
-@functools.lru_cache(maxsize=4096)
 def _compiled(schedule_json: str, created_at: datetime) -> CompiledSchedule:
     """Compiled schedules are immutable: views of the same task reuse one. The service shows
     no warnings but the reason a schedule never fires (see `_validated`), so it skips the
-    look-ahead hints."""
-    return compile_schedule(json.loads(schedule_json), now=created_at, hints=False)
+    look-ahead hints. A calendar schedule compiles alike at any instant: one compile serves
+    every task that has it, whenever made (its warnings are those of the first)."""
+    if _kind_of(schedule_json) in NOW_INDEPENDENT_KINDS:
+        return _compiled_calendar(schedule_json, created_at)
+    return _compiled_at(schedule_json, created_at)
 
 
 @functools.lru_cache(maxsize=4096)
+def _kind_of(schedule_json: str) -> object:
+    schedule = json.loads(schedule_json)
+    return schedule.get("kind") if isinstance(schedule, dict) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_at(schedule_json: str, created_at: datetime) -> CompiledSchedule:
+    return compile_schedule(json.loads(schedule_json), now=created_at, hints=False)
+
+
+_calendar_lock = threading.Lock()
+_calendar: dict[str, CompiledSchedule] = {}
+
+
+def _compiled_calendar(schedule_json: str, now: datetime) -> CompiledSchedule:
+    found = _calendar.get(schedule_json)
+    if found is None:
+        found = compile_schedule(json.loads(schedule_json), now=now, hints=False)
+        with _calendar_lock:
+            if len(_calendar) >= 4096:  # kept small like the caches beside it
+                _calendar.clear()
+            _calendar[schedule_json] = found
+    return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _upcoming(
+    schedule_json: str, created_at: datetime, now: datetime, count: int
+) -> tuple[datetime, ...]:
+    """The next `count` fires at or after `now`: a create's check and its view share one."""
+    return tuple(_compiled(schedule_json, created_at).next_fire_times(now - _TICK, count))
+
+
 def _next_fires(schedule_json: str, now: datetime) -> tuple[datetime, ...]:
-    """A schedule compiled at `now` fires first at or after `now` here: a batch shares it."""
-    return tuple(_compiled(schedule_json, now).next_fire_times(now - _TICK, 1))
+    """A schedule compiled at `now` fires first at or after `now` here: a batch shares it, and
+    the view of the new task (VIEW_FIRES from the same instant) reuses the answer."""
+    return _upcoming(schedule_json, now, now, VIEW_FIRES)[:1]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -178,8 +223,8 @@ def _fire_texts(
     schedule_json: str, created_at: datetime, now: datetime, count: int
 ) -> tuple[str, ...]:
     """The next fires at or after `now`: a batch's views of one schedule share one answer."""
-    compiled = _compiled(schedule_json, created_at)
-    return tuple(f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in compiled.next_fire_times(now - _TICK, count))
+    fires = _upcoming(schedule_json, created_at, now, count)
+    return tuple(f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in fires)
 
 
 def _windowed_fires(task: Task, schedule_json: str, now: datetime, count: int) -> list[str]:
@@ -200,7 +245,7 @@ def _windowed_fires(task: Task, schedule_json: str, now: datetime, count: int) -
     return [f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in sorted(runs)]
 
 
-def task_view(task: Task, *, now: datetime, count: int = 5) -> dict[str, Any]:
+def task_view(task: Task, *, now: datetime, count: int = VIEW_FIRES) -> dict[str, Any]:
     """The task as the API returns it: secrets redacted, next fires computed."""
     fires: list[str] = []
     timed = task.kind not in triggers.TRIGGER_KINDS
@@ -279,12 +324,14 @@ class TaskService:
         when an earlier request with the same Idempotency-Key made it. With `actor`, the audit
         event is written in the same transaction as the row (and removed with it on failure)."""
         now = self.clock()
-        task = self.prepare_task(tenant_id, body, now)
+        task, input_text = self._prepare(tenant_id, body, now)
         self.check_capacity(tenant_id)
         request_hash = hash_body(body) if idempotency_key is not None else ""
         timed = task.kind not in triggers.TRIGGER_KINDS
         if timed and getattr(self.backend, "shares_database", False):
-            together = self._create_together(task, idempotency_key, request_hash, actor, now)
+            together = self._create_together(
+                task, input_text, idempotency_key, request_hash, actor, now
+            )
             if together is not None:
                 return together
         with self.sessions() as session:
@@ -305,7 +352,7 @@ class TaskService:
                 return earlier, False
         if not timed:
             return task_view(task, now=now), True  # nothing to provision: live already
-        definition = definition_for(task)
+        definition = definition_for(task, input_text=input_text)
         live = rules.SCHEDULED if task.enabled else rules.PAUSED
         try:
             arn = self.provision_schedule(definition, task)
@@ -326,6 +373,7 @@ class TaskService:
     def _create_together(
         self,
         task: Task,
+        input_text: str | None,
         idempotency_key: str | None,
         request_hash: str,
         actor: str | None,
@@ -344,18 +392,18 @@ class TaskService:
         live = rules.SCHEDULED if task.enabled else rules.PAUSED
         inserted: list[bool] = []
 
-        def insert_task(session: Session, arn: str) -> None:
+        def insert_task(connection: Connection, arn: str) -> None:
             task.status, task.schedule_arn = live, arn
             inserted.append(True)
             try:
-                self._insert_new(session, task, idempotency_key, request_hash, actor, now)
+                self._insert_new(connection, task, idempotency_key, request_hash, actor, now)
             except IntegrityError as exc:  # told apart from the backend's own name conflict
                 raise _RowRefused from exc
 
         backend: Any = self.backend  # its create takes `also` (see LocalSchedulerBackend)
         token = client_token_for(task.id, task.version)
         # The task's id is new, and so its schedule's name: no early claims to withdraw.
-        definition = dataclasses.replace(definition_for(task), new_name=True)
+        definition = definition_for(task, input_text=input_text, new_name=True)
         try:
             backend.create(definition, client_token=token, also=insert_task)
         except Conflict:
@@ -377,7 +425,7 @@ class TaskService:
 
     @staticmethod
     def _insert_new(
-        session: Session,
+        session: Session | Connection,
         task: Task,
         idempotency_key: str | None,
         request_hash: str,
@@ -386,28 +434,28 @@ class TaskService:
     ) -> None:
         """The new task's row, with its Idempotency-Key record and audit event when given."""
         if idempotency_key is not None:
-            record = IdempotencyRecord(
-                id=str(uuid.uuid4()),
-                tenant_id=task.tenant_id,
-                key=idempotency_key,
-                request_hash=request_hash,
-                task_id=task.id,
-                created_at=now,
-            )
-            insert_rows(session, [record])
+            record = {
+                "id": str(uuid.uuid4()),
+                "tenant_id": task.tenant_id,
+                "key": idempotency_key,
+                "request_hash": request_hash,
+                "task_id": task.id,
+                "created_at": now,
+            }
+            insert_values(session, IdempotencyRecord, record)
         insert_rows(session, [task])
         if actor is not None:
-            event = AuditEvent(
-                id=str(uuid.uuid4()),
-                tenant_id=task.tenant_id,
-                actor=actor,
-                action="task.create",
-                target_kind="task",
-                target_id=task.id,
-                details={"name": task.name},
-                created_at=now,
-            )
-            insert_rows(session, [event])
+            event = {
+                "id": str(uuid.uuid4()),
+                "tenant_id": task.tenant_id,
+                "actor": actor,
+                "action": "task.create",
+                "target_kind": "task",
+                "target_id": task.id,
+                "details": {"name": task.name},
+                "created_at": now,
+            }
+            insert_values(session, AuditEvent, event)
 
     def provision_schedule(self, definition: ScheduleDefinition, task: Task) -> str:
         try:
@@ -475,6 +523,15 @@ class TaskService:
         return int(active or 0)
 
     def prepare_task(self, tenant_id: str, body: Mapping[str, Any], now: datetime) -> Task:
+        """A new task row from a create body, checked through (its schedule's Input included),
+        not yet stored; InvalidRequest / InvalidSchedule name the field."""
+        return self._prepare(tenant_id, body, now)[0]
+
+    def _prepare(
+        self, tenant_id: str, body: Mapping[str, Any], now: datetime
+    ) -> tuple[Task, str | None]:
+        """`prepare_task`, and the Input of the task's schedule (None for a direct target):
+        built once here, where its size is checked, and handed on to `definition_for`."""
         fields = self._validated(body, now, partial=False)
         task_id = str(uuid.uuid4())
         task = Task(
@@ -498,17 +555,8 @@ class TaskService:
                 self._check_links(session, task)
         if targets.is_direct(task.target):
             self._check_direct(task)
-            return task
-        rules.schedule_input(
-            task_id=task.id,
-            tenant_id=tenant_id,
-            target=task.target,
-            callback=task.callback,
-            task_name=task.name,
-            timezone=task.timezone,
-            control=control_of(task),
-        )
-        return task
+            return task, None
+        return task, proxy_input(task)
 
     def _check_direct(self, task: Task) -> None:
         """A direct target must be reachable by the deployment and its Input fit (rendered

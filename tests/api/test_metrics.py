@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.scheduler.local import LocalSchedulerBackend
@@ -41,7 +42,7 @@ class ThrottlingBackend(LocalSchedulerBackend):
         definition: ScheduleDefinition,
         *,
         client_token: str,
-        also: Callable[[Session, str], None] | None = None,
+        also: Callable[[Connection, str], None] | None = None,
     ) -> str:
         if self.throttle:
             self.throttle -= 1

@@ -58,6 +58,17 @@ def test_create_returns_201_with_the_compiled_schedule(client: TestClient) -> No
     assert "s3cret" not in response.text
 
 
+def test_create_answers_the_task_as_get_does(client: TestClient) -> None:
+    # create encodes its TaskOut itself (one worker-thread hop): same document, type and headers
+    response = client.post("/v1/tasks", json=task_body(), headers={"X-Request-Id": "req-1"})
+    assert response.status_code == 201, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-request-id"] == "req-1"
+    fetched = client.get(f"/v1/tasks/{response.json()['id']}")
+    assert response.json() == fetched.json()
+    assert list(response.json()) == list(fetched.json())  # the model's field order
+
+
 def test_idempotency_key_replays_and_refuses_another_body(client: TestClient) -> None:
     first = client.post("/v1/tasks", json=task_body(), headers={"Idempotency-Key": "k-1"})
     again = client.post("/v1/tasks", json=task_body(), headers={"Idempotency-Key": "k-1"})

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import AuditEvent, IdempotencyRecord, LocalSchedule, Task
@@ -257,11 +258,11 @@ class _FailsAfterMarking(LocalSchedulerBackend):
         definition: ScheduleDefinition,
         *,
         client_token: str,
-        also: Callable[[Session, str], None] | None = None,
+        also: Callable[[Connection, str], None] | None = None,
     ) -> str:
-        def mark_then_fail(session: Session, arn: str) -> None:
+        def mark_then_fail(connection: Connection, arn: str) -> None:
             assert also is not None
-            also(session, arn)
+            also(connection, arn)
             raise RuntimeError("the commit never happens")
 
         return super().create(definition, client_token=client_token, also=mark_then_fail)
@@ -329,7 +330,7 @@ class _KeyTakenMeanwhile(LocalSchedulerBackend):
         definition: ScheduleDefinition,
         *,
         client_token: str,
-        also: Callable[[Session, str], None] | None = None,
+        also: Callable[[Connection, str], None] | None = None,
     ) -> str:
         if self.earlier is None:
             other = TaskService(self._sessions, LocalSchedulerBackend(self._sessions))

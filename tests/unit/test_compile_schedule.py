@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -441,3 +442,28 @@ def test_a_day_field_covering_every_day_is_warned_about() -> None:
     assert result.aws_expression == "cron(0 0 * * ? *)"
     assert any("covers every day" in w for w in result.warnings)
     assert compiled({"kind": "cron", "expression": "0 0 1,6 * *"}).warnings == ()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"kind": "daily", "time": "09:30", "timezone": "Europe/Berlin"},
+        {"kind": "weekly", "time": "02:30", "days": ["SUN"], "timezone": "America/New_York"},
+        {"kind": "monthly", "time": "10:00", "days": [15, "L"]},
+        {"kind": "monthly", "time": "10:00", "days": [31]},
+        {"kind": "cron", "expression": "0 9 * * 1-5", "timezone": "Asia/Seoul"},
+        {"kind": "cron", "expression": "0 9 13 * 5"},  # unix either-day: chained
+        {"kind": "cron", "expression": "cron(0 12 * * ? 2027)", "end_at": "2027-06-01T00:00:00"},
+    ],
+)
+def test_now_independent_kinds_compile_alike_at_any_instant(spec: dict[str, Any]) -> None:
+    # The task service compiles each such schedule once for every task that has it.
+    from service.domain.schedules.compiler import NOW_INDEPENDENT_KINDS
+
+    assert spec["kind"] in NOW_INDEPENDENT_KINDS
+    instants = (NOW, utc(2026, 3, 29, 1, 30), utc(2027, 7, 1, 23, 59), utc(2031, 1, 1))
+    first, *others = (compile_schedule(spec, now=now, hints=False) for now in instants)
+    after = utc(2026, 12, 1)
+    for other in others:
+        assert dataclasses.replace(other, warnings=()) == dataclasses.replace(first, warnings=())
+        assert other.next_fire_times(after, 8) == first.next_fire_times(after, 8)

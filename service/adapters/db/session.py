@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Insert, Table, create_engine, event, inspect
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.engine.interfaces import BindTyping
 from sqlalchemy.orm import Mapper, Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -74,13 +76,14 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def insert_rows(session: Session, rows: Sequence[Any]) -> None:
-    """INSERT new rows of one mapped class, in the session's transaction, one statement per
-    set of filled-in columns (one for rows built alike).
+def insert_rows(session: Session | Connection, rows: Sequence[Any]) -> None:
+    """INSERT new rows of one mapped class, in the session's (or connection's) transaction, one
+    statement per set of filled-in columns (one for rows built alike).
 
     For rows that are only written (never changed through the session) this skips the unit of
     work, which costs more than the INSERT itself on a hot path. The rows stay transient: do not
     add them to a session afterwards. Unset attributes get their column's default, as in a flush.
+    A single row goes to the driver as a statement compiled once (see `_insert_one`).
     """
     if not rows:
         return
@@ -90,9 +93,25 @@ def insert_rows(session: Session, rows: Sequence[Any]) -> None:
         state = row.__dict__
         values = {column: state[attr] for attr, column in columns if attr in state}
         groups.setdefault(tuple(values), []).append(values)
-    connection = session.connection()
-    for values_list in groups.values():
-        connection.execute(statement, values_list)
+    connection = session.connection() if isinstance(session, Session) else session
+    for keys, values_list in groups.items():
+        if len(values_list) == 1:
+            _insert_one(connection, type(rows[0]), keys, values_list[0])
+        else:
+            connection.execute(statement, values_list)
+
+
+def insert_values(session: Session | Connection, cls: type[Any], values: Mapping[str, Any]) -> None:
+    """INSERT one row of mapped class `cls` from its attribute values, as `insert_rows` would
+    write the same row built as an object (unset columns get their defaults), without building
+    one: for rows only ever written on a hot path."""
+    _statement, columns = _insert_columns(cls)
+    row = {column: values[attr] for attr, column in columns if attr in values}
+    if len(row) != len(values):
+        unknown = sorted(set(values) - {attr for attr, _ in columns})
+        raise TypeError(f"{cls.__name__} has no column attribute {unknown[0]!r}")
+    connection = session.connection() if isinstance(session, Session) else session
+    _insert_one(connection, cls, tuple(row), row)
 
 
 _Inserts = tuple[Insert, tuple[tuple[str, str], ...]]
@@ -109,6 +128,99 @@ def _insert_columns(cls: type[Any]) -> _Inserts:
         columns = tuple((attr.key, attr.columns[0].key) for attr in mapper.column_attrs)
         found = _inserts[cls] = (table.insert(), columns)
     return found
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One INSERT as the driver takes it: its SQL, and how to turn column values into its
+    parameters (SQLAlchemy's own bind processors and scalar column defaults)."""
+
+    sql: str
+    names: tuple[str, ...]  # the parameters, in the statement's order
+    positional: bool
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    defaults: tuple[tuple[str, Any], ...]  # (column, value) for unset columns with a default
+
+
+_prepared: dict[tuple[type[Any], tuple[str, ...], str], _Prepared | None] = {}
+
+
+def _prepare(cls: type[Any], keys: tuple[str, ...], dialect: Dialect) -> _Prepared | None:
+    """The INSERT of `cls` for the columns `keys`, compiled for `dialect` as a Core execute
+    would compile it; None where the driver needs more than a plain execute (typed inputs,
+    escaped names, a default computed per row): Core then runs it."""
+    statement, _columns = _insert_columns(cls)
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    if (
+        dialect.bind_typing is BindTyping.SETINPUTSIZES
+        or compiled.escaped_bind_names
+        or compiled.postfetch
+        or compiled.returning
+    ):
+        return None
+    defaults: list[tuple[str, Any]] = []
+    for column in compiled.insert_prefetch:
+        default = column.default
+        if default is None or not getattr(default, "is_scalar", False):
+            return None
+        defaults.append((column.key, getattr(default, "arg", None)))
+    positional = bool(compiled.positional)
+    names = tuple(compiled.positiontup or ()) if positional else tuple(compiled.binds)
+    if set(names) != set(keys) | {key for key, _ in defaults}:
+        return None
+    processors: list[Callable[[Any], Any] | None] = []
+    for name in names:
+        process = compiled._bind_processors.get(name)
+        if process is not None and not callable(process):
+            return None  # per-element processors of a tuple type
+        processors.append(process)
+    return _Prepared(
+        sql=compiled.string,
+        names=names,
+        positional=positional,
+        processors=tuple(processors),
+        defaults=tuple(defaults),
+    )
+
+
+def _insert_one(
+    connection: Connection, cls: type[Any], keys: tuple[str, ...], values: dict[str, Any]
+) -> None:
+    """One row through the driver's cursor with a statement compiled once per column set:
+    what Core's execute would send, without its per-call machinery (cache key, execution
+    context, result), which costs more than SQLite's own insert. A driver error is handed to
+    SQLAlchemy's own handling: the same exception types (IntegrityError, ...), and a lost
+    connection is invalidated as with any execute. Engine events and echo are not run for it."""
+    dialect = connection.dialect
+    cache_key = (cls, keys, dialect.name)
+    if cache_key in _prepared:
+        prepared = _prepared[cache_key]
+    else:
+        prepared = _prepared[cache_key] = _prepare(cls, keys, dialect)
+    if prepared is None:
+        statement, _columns = _insert_columns(cls)
+        connection.execute(statement, [values])
+        return
+    for column, value in prepared.defaults:
+        values[column] = value
+    processed = [
+        value if process is None else process(value)
+        for value, process in zip(
+            [values[name] for name in prepared.names], prepared.processors, strict=True
+        )
+    ]
+    parameters: Any = (
+        tuple(processed)
+        if prepared.positional
+        else dict(zip(prepared.names, processed, strict=True))
+    )
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(prepared.sql, parameters)
+    except Exception as exc:  # SQLAlchemy's handling re-raises it, wrapped
+        connection._handle_dbapi_exception(exc, prepared.sql, parameters, cursor, None)
+    finally:
+        cursor.close()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

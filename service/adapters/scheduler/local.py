@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, select
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db.models import LocalFiring, LocalSchedule
-from service.adapters.db.session import insert_rows
+from service.adapters.db.session import insert_values
 from service.domain.errors import Conflict, NotFound
 from service.domain.provisioning import (
     ScheduleDefinition,
@@ -48,6 +51,10 @@ class LocalSchedulerBackend:
         clock: Clock = _utc_now,
     ) -> None:
         self._sessions = sessions
+        bind = sessions.kw.get("bind")
+        # create() writes through the engine itself: a Session's bookkeeping would cost more
+        # than the INSERT (see there).
+        self._engine: Engine | None = bind if isinstance(bind, Engine) else None
         self._group = group
         self._arn_prefix = f"arn:aws:scheduler:{region}:{account}:schedule/{group}/"
         self._clock = clock
@@ -68,41 +75,54 @@ class LocalSchedulerBackend:
         definition: ScheduleDefinition,
         *,
         client_token: str,
-        also: Callable[[Session, str], None] | None = None,
+        also: Callable[[Connection, str], None] | None = None,
     ) -> str:
-        """Create the schedule; `also(session, arn)` runs in the same transaction (the task
-        service marks its row provisioned there: this backend shares its database)."""
+        """Create the schedule; `also(connection, arn)` runs in the same transaction (the task
+        service writes its row there, already provisioned: this backend shares its database)."""
         self._validate(definition)
         now = self._clock()
-        row = LocalSchedule(
-            name=definition.name,
-            arn=self._arn_prefix + definition.name,
-            client_token=client_token,
-            created_at=now,
-            updated_at=now,
-        )
-        _copy_into(row, definition)
-        row.next_fire_at = first_fire(definition, now)
-        with self._sessions() as session:
-            try:
-                # A one-time schedule leaves this table when the engine claims it; created again
-                # (the task updated or paused meanwhile), its early claim gives way to it.
+        arn = self._arn_prefix + definition.name
+        row = {
+            "name": definition.name,
+            "arn": arn,
+            "client_token": client_token,
+            "created_at": now,
+            "updated_at": now,
+            **_definition_values(definition),
+            "next_fire_at": first_fire(definition, now),
+        }
+        try:
+            # A plain transaction on the engine: nothing here needs the ORM's session.
+            with self._transaction() as connection:
+                # A one-time schedule leaves this table when the engine claims it; created
+                # again (the task updated or paused meanwhile), its early claim gives way to it.
                 if not definition.new_name:
                     _withdraw_early_claims(
-                        session, definition.name, now, all_pending=not definition.enabled
+                        connection, definition.name, now, all_pending=not definition.enabled
                     )
-                insert_rows(session, [row])
+                insert_values(connection, LocalSchedule, row)
                 if also is not None:
-                    also(session, row.arn)
-                session.commit()
-            except IntegrityError as exc:
-                session.rollback()
+                    also(connection, arn)
+        except IntegrityError as exc:
+            with self._sessions() as session:
                 existing = session.get(LocalSchedule, definition.name)
-                if existing is not None and existing.client_token == client_token:
-                    return existing.arn  # an idempotent retry
-                raise Conflict(f"schedule {definition.name} already exists") from exc
+            if existing is not None and existing.client_token == client_token:
+                return existing.arn  # an idempotent retry
+            raise Conflict(f"schedule {definition.name} already exists") from exc
         self._changed()
-        return row.arn
+        return arn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A connection in a transaction, committed when the block ends, rolled back if it
+        raises."""
+        if self._engine is not None:
+            with self._engine.begin() as connection:
+                yield connection
+            return
+        with self._sessions() as session:  # a factory bound otherwise: through its session
+            yield session.connection()
+            session.commit()
 
     def get(self, name: str) -> ScheduleInfo | None:
         with self._sessions() as session:
@@ -121,7 +141,10 @@ class LocalSchedulerBackend:
             # passed while it was disabled are not made up.
             row.next_fire_at = first_fire(definition, row.updated_at)
             _withdraw_early_claims(
-                session, definition.name, row.updated_at, all_pending=not definition.enabled
+                session.connection(),
+                definition.name,
+                row.updated_at,
+                all_pending=not definition.enabled,
             )
             session.commit()
             arn = row.arn
@@ -132,7 +155,7 @@ class LocalSchedulerBackend:
         with self._sessions() as session:
             row = session.get(LocalSchedule, name, with_for_update=True)
             # Also when the row is gone: a one-time schedule leaves it when claimed early.
-            _withdraw_early_claims(session, name, self._clock(), all_pending=True)
+            _withdraw_early_claims(session.connection(), name, self._clock(), all_pending=True)
             if row is not None:
                 session.delete(row)
             session.commit()
@@ -155,7 +178,7 @@ DIRECT_MARK = '{"direct_target":'
 
 
 def _withdraw_early_claims(
-    session: Session, name: str, now: datetime, *, all_pending: bool
+    connection: Connection, name: str, now: datetime, *, all_pending: bool
 ) -> None:
     """The engine claims occurrences a little early (its lookahead). An update takes back
     those of this schedule whose time is still ahead: it starts the schedule afresh from now,
@@ -164,7 +187,7 @@ def _withdraw_early_claims(
     send time has not, and one waiting for a concurrency slot. The engine sends only rows
     still in the outbox at their due time."""
     statement = _WITHDRAW_PENDING if all_pending else _WITHDRAW_AHEAD
-    session.connection().execute(statement, {"name": name, "now": now})
+    connection.execute(statement, {"name": name, "now": now})
 
 
 # Built once (every create, update, pause and delete runs one), and run as plain SQL: the
@@ -208,17 +231,25 @@ def _unwrap_direct(stored: str) -> tuple[str, ScheduleTarget | None]:
     )
 
 
+def _definition_values(definition: ScheduleDefinition) -> dict[str, Any]:
+    """The row's columns that state `definition`."""
+    return {
+        "expression": definition.expression,
+        "expression_timezone": definition.expression_timezone,
+        "input": wrap_direct(definition),
+        "enabled": definition.enabled,
+        "start_at": definition.start,
+        "end_at": definition.end,
+        "flexible_window_minutes": definition.flexible_window_minutes,
+        "delete_after_completion": definition.delete_after_completion,
+        "description": definition.description,
+        "priority": input_priority(definition.input),
+    }
+
+
 def _copy_into(row: LocalSchedule, definition: ScheduleDefinition) -> None:
-    row.expression = definition.expression
-    row.expression_timezone = definition.expression_timezone
-    row.input = wrap_direct(definition)
-    row.enabled = definition.enabled
-    row.start_at = definition.start
-    row.end_at = definition.end
-    row.flexible_window_minutes = definition.flexible_window_minutes
-    row.delete_after_completion = definition.delete_after_completion
-    row.description = definition.description
-    row.priority = input_priority(definition.input)
+    for attribute, value in _definition_values(definition).items():
+        setattr(row, attribute, value)
 
 
 def input_priority(input_text: str) -> int:

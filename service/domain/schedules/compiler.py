@@ -56,6 +56,9 @@ from service.domain.schedules.unix_cron import (
 Mode = Literal["native", "chained"]
 
 ONE_TIME_KINDS = ("immediate", "once", "delay")
+# Kinds whose builders ignore `now`: compiled without hints, the same schedule compiles to the
+# same thing at any instant, but for its "never fires after now" warning.
+NOW_INDEPENDENT_KINDS = frozenset({"daily", "weekly", "monthly", "cron"})
 KINDS = (*ONE_TIME_KINDS, "daily", "weekly", "monthly", "cron", "rate", "rrule", "fixed_delay")
 _COMMON = {"kind", "timezone", "start_at", "end_at", "flexible_window_minutes"}
 _KIND_FIELDS: dict[str, tuple[set[str], set[str]]] = {  # kind -> (required, optional)
