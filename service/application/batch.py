@@ -46,6 +46,7 @@ class _Item:
     error: TimebridgeError | None = None
     key: str | None = None
     request_hash: str = ""
+    input_text: str | None = None  # the schedule's Input, built once where its size is checked
 
 
 def create_many(
@@ -104,7 +105,7 @@ def _prepare(
         if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 255):
             raise InvalidRequest("idempotency_key", "must be a string of 1-255 characters")
         item.key, item.request_hash = key, hash_body(body)
-        item.task = service.prepare_task(tenant_id, body, now)
+        item.task, item.input_text = service.prepare_task(tenant_id, body, now)
     except TimebridgeError as exc:
         item.status, item.error = exc.status, exc
 
@@ -164,7 +165,7 @@ def _provision(
     if item.task.kind in TRIGGER_KINDS:  # event and after tasks have nothing to provision
         item.status = 201
         return
-    definition = definition_for(item.task)
+    definition = definition_for(item.task, input_text=item.input_text)
     for attempt in range(max_retries + 1):
         limiter.acquire(priority)
         throttled = False

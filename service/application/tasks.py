@@ -324,7 +324,7 @@ class TaskService:
         when an earlier request with the same Idempotency-Key made it. With `actor`, the audit
         event is written in the same transaction as the row (and removed with it on failure)."""
         now = self.clock()
-        task, input_text = self._prepare(tenant_id, body, now)
+        task, input_text = self.prepare_task(tenant_id, body, now)
         self.check_capacity(tenant_id)
         request_hash = hash_body(body) if idempotency_key is not None else ""
         timed = task.kind not in triggers.TRIGGER_KINDS
@@ -522,16 +522,13 @@ class TaskService:
             )
         return int(active or 0)
 
-    def prepare_task(self, tenant_id: str, body: Mapping[str, Any], now: datetime) -> Task:
-        """A new task row from a create body, checked through (its schedule's Input included),
-        not yet stored; InvalidRequest / InvalidSchedule name the field."""
-        return self._prepare(tenant_id, body, now)[0]
-
-    def _prepare(
+    def prepare_task(
         self, tenant_id: str, body: Mapping[str, Any], now: datetime
     ) -> tuple[Task, str | None]:
-        """`prepare_task`, and the Input of the task's schedule (None for a direct target):
-        built once here, where its size is checked, and handed on to `definition_for`."""
+        """A new task row from a create body, checked through (its schedule's Input included),
+        not yet stored; InvalidRequest / InvalidSchedule name the field. With it, the Input of
+        the task's schedule (None for a direct target): built once here, where its size is
+        checked, and handed on to `definition_for`."""
         fields = self._validated(body, now, partial=False)
         task_id = str(uuid.uuid4())
         task = Task(
