@@ -26,6 +26,7 @@ from proxy_lambda.transport import (
     DeliveryError,
     OutgoingRequest,
     TargetResponse,
+    request_bytes,
 )
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -145,7 +146,7 @@ class AsyncSender:
     async def send(self, request: OutgoingRequest) -> TargetResponse:
         """Send one request; raises DeliveryError (see proxy_lambda.transport)."""
         loop = asyncio.get_running_loop()
-        failure = DeliveryError("connection_error", f"no address to connect to {request.host}")
+        failure: DeliveryError | None = None
         deadline = loop.time() + request.timeout
         for address in request.addresses:
             remaining = deadline - loop.time()
@@ -162,7 +163,9 @@ class AsyncSender:
                     failure = exc  # nothing was sent: the next address may answer
                     continue
             return await self._exchange(loop, connection, key, request)
-        raise failure
+        raise failure or DeliveryError(
+            "connection_error", f"no address to connect to {request.host}"
+        )
 
     async def close(self) -> None:
         if self._sweeping is not None:
@@ -241,7 +244,9 @@ class AsyncSender:
         self._busy.add(connection)
         if self._sweeping is None:
             self._sweeping = loop.call_later(SWEEP_SECONDS, self._sweep, loop)
-        connection.transport.write(_request_bytes(request))
+        connection.transport.write(
+            request.wire if request.wire is not None else request_bytes(request)
+        )
         reader = _ResponseReader(request, request.body_limit)
         deadline = loop.time() + request.timeout
         try:
@@ -443,17 +448,3 @@ class _ResponseReader:
                     return False
                 del buffer[:2]
                 self._chunk_state = "size"
-
-
-def _request_bytes(request: OutgoingRequest) -> bytes:
-    parts = [f"{request.method} {request.target} HTTP/1.1\r\n"]
-    parts.extend([f"{name}: {value}\r\n" for name, value in request.headers.items()])
-    if "accept-encoding" not in map(str.lower, request.headers):
-        parts.append("Accept-Encoding: identity\r\n")
-    if request.body is not None:
-        parts.append(f"Content-Length: {len(request.body)}\r\n")
-    elif request.method in ("POST", "PUT", "PATCH"):
-        parts.append("Content-Length: 0\r\n")
-    parts.append("\r\n")
-    head = "".join(parts).encode("latin-1")
-    return head + request.body if request.body else head
