@@ -45,6 +45,8 @@ class _Connection(asyncio.Protocol):
     when more come or the connection ends. A protocol rather than streams: one future per wait
     and no reader/writer pair, which counts when a burst makes thousands of calls a second."""
 
+    __slots__ = ("_waiter", "buffer", "busy", "deadline", "ended", "error", "transport")
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
@@ -310,6 +312,20 @@ class _ResponseReader:
     """Reads one response from a connection's buffer as it fills (taking what it uses out of
     it): the head (1xx responses skipped), then the body by Content-Length, chunks, or up to
     the close; at most `limit` + 1 body bytes are kept, and reading stops there."""
+
+    __slots__ = (
+        "_bodyless_request",
+        "_chunk_state",
+        "_left",
+        "_limit",
+        "_mode",
+        "body",
+        "complete",
+        "head_done",
+        "headers",
+        "keep_alive",
+        "status",
+    )
 
     def __init__(self, request: OutgoingRequest, limit: int) -> None:
         self._bodyless_request = request.method == "HEAD"

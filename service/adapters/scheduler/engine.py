@@ -652,6 +652,9 @@ class LocalEngine:
         def run() -> None:
             asyncio.set_event_loop(loop)
             self._sender = AsyncSender()
+            # The loop's executor (withdrawal checks, name lookups) with a thread started now,
+            # not at the first due instant.
+            loop.run_in_executor(None, time.sleep, 0)
             ready.set()
             loop.run_forever()
 
