@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import re
 import secrets
 import time
@@ -52,10 +53,13 @@ from proxy_lambda.signing import make_callback_token, webhook_signature
 from proxy_lambda.template import EventContext, render, render_text
 from proxy_lambda.transport import (
     DeliveryError,
+    HeadTemplate,
     OutgoingRequest,
     Sender,
     TargetResponse,
     Urllib3Sender,
+    fill_head,
+    head_template,
 )
 from proxy_lambda.window import in_window
 
@@ -64,6 +68,7 @@ __all__ = [
     "DeliverySteps",
     "Invocation",
     "MalformedEvent",
+    "PreparedCall",
     "ProxyConfigurationError",
     "ProxySettings",
     "delivery_steps",
@@ -195,10 +200,27 @@ class DeliveryPlan(NamedTuple):
     for shape (templates filled in) and, for a target named by IP address, the guard's verdict
     on it (no lookup, so it cannot change). A sender that claims firings before they are due
     (the local engine) makes the plan then; the call itself is still made at its time, with
-    its own timestamp, signature, timeouts and window check."""
+    its own timestamp, signature, timeouts and window check.
+
+    `prepared` is the rest of the call worked out ahead (None: worked out at call time). A
+    plan serves one call: its trace context is that call's."""
 
     invocation: Invocation
     first_hop: CheckedTarget | None  # None: the guard checks the target at call time
+    prepared: PreparedCall | None = None
+
+
+class PreparedCall(NamedTuple):
+    """A planned call's parts that do not depend on its time, made the way the call makes
+    them: the outcome record before the call (`started_at` and `response_headers` filled
+    in at call time), the identity headers (the webhook-timestamp filled in at call time),
+    and, when the first hop is checked ahead, its request headers (identity, signature and
+    Host included) and its head on the wire (see proxy_lambda.transport.head_template)."""
+
+    outcome: Outcome
+    identity: dict[str, str]
+    headers: dict[str, str] | None
+    head: HeadTemplate | None
 
 
 class _LookupNeeded(Exception):
@@ -231,7 +253,25 @@ def plan_delivery(event: Any, *, settings: ProxySettings | None = None) -> Deliv
         )
     except (_LookupNeeded, UnsafeTarget, ResolutionFailed):
         first_hop = None
-    return DeliveryPlan(invocation, first_hop)
+    try:
+        identity = _identity_base(invocation, settings, new_traceparent())
+    except ProxyConfigurationError:
+        return DeliveryPlan(invocation, first_hop)  # raised again at call time
+    headers: dict[str, str] | None = None
+    head: HeadTemplate | None = None
+    if first_hop is not None:
+        headers = _hop_headers(invocation.headers, invocation.body, identity)
+        if settings.signing_keys:
+            headers["webhook-signature"] = ""
+        headers["Host"] = first_hop.host_header
+        request = _request(invocation.method, first_hop, headers, invocation.body, 0.0, settings)
+        head = head_template(request, _CALL_TIME_HEADERS)
+    outcome = _outcome(invocation, 0.0)
+    return DeliveryPlan(invocation, first_hop, PreparedCall(outcome, identity, headers, head))
+
+
+# The headers of a planned call given their values at call time.
+_CALL_TIME_HEADERS = ("webhook-timestamp", "webhook-signature")
 
 
 def delivery_steps(
@@ -269,13 +309,25 @@ def delivery_steps(
                 outcome = _outcome(invocation, started)
                 _fail(outcome, TRIGGER_FAILED, "malformed_event", str(exc), None)
                 return outcome
-    outcome = _outcome(invocation, started)
+    prepared = plan.prepared if plan is not None else None
+    if prepared is not None:
+        outcome = dict(prepared.outcome)
+        outcome["started_at"] = _utc_text(started)
+        outcome["response_headers"] = {}
+    else:
+        outcome = _outcome(invocation, started)
     windowed = isinstance(event, dict) and event.get("window") and invocation.attempt == 1
     if windowed and _outside_window(event, invocation, outcome):
         return outcome
-    identity = _identity_headers(invocation, settings, int(started))
+    if prepared is not None:
+        identity = dict(prepared.identity)
+        identity["webhook-timestamp"] = str(int(started))
+    else:
+        identity = _identity_headers(invocation, settings, int(started))
     first_hop = plan.first_hop if plan is not None else None
-    yield from _deliver(invocation, identity, int(started), outcome, settings, resolve, first_hop)
+    yield from _deliver(
+        invocation, identity, int(started), outcome, settings, resolve, first_hop, prepared
+    )
     if logger.isEnabledFor(logging.INFO):
         detail = outcome["status_code"] or outcome["error_kind"]
         logger.info("%s: %s %s", invocation.occurrence_key, outcome["status"], detail)
@@ -354,10 +406,11 @@ def _deliver(
     settings: ProxySettings,
     resolve: Resolver,
     first_hop: CheckedTarget | None = None,
+    prepared: PreparedCall | None = None,
 ) -> Generator[OutgoingRequest, TargetResponse | DeliveryError, None]:
     """Call the target, following redirects when allowed (each hop checked, the first one
-    possibly already: `first_hop`); fill `outcome`. Yields each request and takes back its
-    response or DeliveryError."""
+    possibly already: `first_hop`, its request then possibly made ahead too: `prepared`);
+    fill `outcome`. Yields each request and takes back its response or DeliveryError."""
     url, method, body = invocation.url, invocation.method, invocation.body
     task_headers = invocation.headers
     began = time.perf_counter()
@@ -383,31 +436,20 @@ def _deliver(
         if remaining <= 0:
             _fail(outcome, TIMEOUT, "timeout", "the time allowed ran out during redirects", began)
             return
-        headers = dict(task_headers)
-        names = {name.lower() for name in headers} if headers else frozenset()
-        if body is not None and "content-type" not in names:
-            headers["Content-Type"] = "application/json"
-        if "user-agent" not in names:
-            headers["User-Agent"] = USER_AGENT
-        headers.update(identity)
+        ahead = prepared if hop == 0 and checked is first_hop else None
+        if ahead is not None and ahead.headers is not None:
+            headers = dict(ahead.headers)  # the same keys in the same order: values replaced
+            headers.update(identity)
+        else:
+            headers = _hop_headers(task_headers, body, identity)
         if settings.signing_keys:
             # Signed per hop: a 303 drops the body, and the signature covers what is sent.
             headers["webhook-signature"] = webhook_signature(
                 settings.signing_keys, invocation.occurrence_key, timestamp, body or b""
             )
         headers["Host"] = checked.host_header
-        request = OutgoingRequest(
-            method,
-            checked.scheme,
-            checked.host,
-            checked.port,
-            checked.addresses,
-            checked.request_target,
-            headers,
-            body,
-            remaining,
-            settings.body_limit,
-        )
+        wire = fill_head(ahead.head, headers, body) if ahead and ahead.head else None
+        request = _request(method, checked, headers, body, remaining, settings, wire)
         response = yield request
         if isinstance(response, DeliveryError):
             status = TIMEOUT if response.kind == "timeout" else TRIGGER_FAILED
@@ -437,18 +479,65 @@ def _deliver(
     _fail(outcome, TRIGGER_FAILED, "too_many_redirects", message, began)
 
 
+def _hop_headers(
+    task_headers: Mapping[str, str], body: bytes | None, identity: Mapping[str, str]
+) -> dict[str, str]:
+    """A hop's request headers before its signature and Host."""
+    headers = dict(task_headers)
+    names = {name.lower() for name in headers} if headers else frozenset()
+    if body is not None and "content-type" not in names:
+        headers["Content-Type"] = "application/json"
+    if "user-agent" not in names:
+        headers["User-Agent"] = USER_AGENT
+    headers.update(identity)
+    return headers
+
+
+def _request(
+    method: str,
+    checked: CheckedTarget,
+    headers: dict[str, str],
+    body: bytes | None,
+    timeout: float,
+    settings: ProxySettings,
+    wire: bytes | None = None,
+) -> OutgoingRequest:
+    return OutgoingRequest(
+        method,
+        checked.scheme,
+        checked.host,
+        checked.port,
+        checked.addresses,
+        checked.request_target,
+        headers,
+        body,
+        timeout,
+        settings.body_limit,
+        wire,
+    )
+
+
 def _identity_headers(
     invocation: Invocation, settings: ProxySettings, timestamp: int
 ) -> dict[str, str]:
+    headers = _identity_base(invocation, settings, new_traceparent())
+    headers["webhook-timestamp"] = str(timestamp)
+    return headers
+
+
+def _identity_base(
+    invocation: Invocation, settings: ProxySettings, fresh_traceparent: str
+) -> dict[str, str]:
+    """The identity headers but for the webhook-timestamp (left empty, in its place)."""
     key = invocation.occurrence_key
     headers = {
         "webhook-id": key,
-        "webhook-timestamp": str(timestamp),
+        "webhook-timestamp": "",
         "Idempotency-Key": key,
         "Timebridge-Task-Id": invocation.task_id,
         "Timebridge-Scheduled-Time": invocation.scheduled_time,
         "Timebridge-Attempt": str(invocation.attempt),
-        "traceparent": invocation.traceparent or new_traceparent(),
+        "traceparent": invocation.traceparent or fresh_traceparent,
     }
     if invocation.callback_enabled:
         headers["Timebridge-Callback-Url"] = _callback_url(invocation, settings)
@@ -690,7 +779,22 @@ def _malformed_outcome(event: Any, started: float) -> Outcome:
 
 
 def _utc_text(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+    """`seconds` (Unix time) as `datetime.fromtimestamp(seconds, UTC).isoformat()` writes it,
+    with Z: the microseconds rounded the same way (half to even), the rest of the text made
+    once per second (a stamp per call, thousands a second in a burst)."""
+    fraction, whole = math.modf(seconds)
+    micro = round(fraction * 1e6)
+    if micro >= 1_000_000:
+        whole, micro = whole + 1, micro - 1_000_000
+    elif micro < 0:
+        whole, micro = whole - 1, micro + 1_000_000
+    prefix = _second_text(int(whole))
+    return f"{prefix}.{micro:06d}Z" if micro else prefix + "Z"
+
+
+@functools.lru_cache(maxsize=16)
+def _second_text(whole: int) -> str:
+    return datetime.fromtimestamp(whole, UTC).isoformat().removesuffix("+00:00")
 
 
 def _document(event: Any) -> dict[str, Any]:

@@ -41,6 +41,69 @@ class OutgoingRequest(NamedTuple):
     body: bytes | None
     timeout: float
     body_limit: int
+    # The request as `request_bytes` writes it, made ahead (see `head_template`); None: not.
+    wire: bytes | None = None
+
+
+# A request head with some header values left out: its bytes, and between them the names of the
+# headers whose values go there (see `head_template`).
+HeadTemplate = tuple[bytes | str, ...]
+
+
+def request_bytes(request: OutgoingRequest) -> bytes:
+    """The request as HTTP/1.1 writes it (an asynchronous sender writes these bytes)."""
+    head = _head(request)
+    return head + request.body if request.body else head
+
+
+def _head(request: OutgoingRequest) -> bytes:
+    parts = [f"{request.method} {request.target} HTTP/1.1\r\n"]
+    parts.extend([f"{name}: {value}\r\n" for name, value in request.headers.items()])
+    if "accept-encoding" not in map(str.lower, request.headers):
+        parts.append("Accept-Encoding: identity\r\n")
+    if request.body is not None:
+        parts.append(f"Content-Length: {len(request.body)}\r\n")
+    elif request.method in ("POST", "PUT", "PATCH"):
+        parts.append("Content-Length: 0\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("latin-1")
+
+
+def head_template(request: OutgoingRequest, names: tuple[str, ...]) -> HeadTemplate | None:
+    """`request`'s head with the values of the headers `names` (those it has) left to fill
+    in: `fill_head` with the same headers but for those values gives the same bytes as
+    `request_bytes`. None when the head cannot be cut up (a marker is already in it)."""
+    marked = dict(request.headers)
+    markers: list[tuple[str, str]] = []
+    for name in names:
+        if name in marked:
+            marker = f"\x00{len(markers)}\x00"
+            marked[name] = marker
+            markers.append((marker, name))
+    head = _head(request._replace(headers=marked))
+    found: list[tuple[int, bytes, str]] = []
+    for marker, name in markers:
+        encoded = marker.encode("latin-1")
+        if head.count(encoded) != 1:
+            return None
+        found.append((head.index(encoded), encoded, name))
+    pieces: list[bytes | str] = []
+    at = 0
+    for index, encoded, name in sorted(found):
+        pieces.extend((head[at:index], name))
+        at = index + len(encoded)
+    pieces.append(head[at:])
+    return tuple(pieces)
+
+
+def fill_head(template: HeadTemplate, headers: dict[str, str], body: bytes | None) -> bytes:
+    """The request's bytes from its head's template, the left-out values taken from
+    `headers`, and its body."""
+    head = b"".join(
+        piece if isinstance(piece, bytes) else headers[piece].encode("latin-1")
+        for piece in template
+    )
+    return head + body if body else head
 
 
 # The response headers the outcome keeps: what the recorder needs for retries and redirects.

@@ -26,6 +26,7 @@ from proxy_lambda.transport import (
     DeliveryError,
     OutgoingRequest,
     TargetResponse,
+    request_bytes,
 )
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -43,6 +44,8 @@ class _Connection(asyncio.Protocol):
     """One connection to a target: bytes arrive in `buffer`, and a waiting exchange is woken
     when more come or the connection ends. A protocol rather than streams: one future per wait
     and no reader/writer pair, which counts when a burst makes thousands of calls a second."""
+
+    __slots__ = ("_waiter", "buffer", "busy", "deadline", "ended", "error", "transport")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -145,7 +148,7 @@ class AsyncSender:
     async def send(self, request: OutgoingRequest) -> TargetResponse:
         """Send one request; raises DeliveryError (see proxy_lambda.transport)."""
         loop = asyncio.get_running_loop()
-        failure = DeliveryError("connection_error", f"no address to connect to {request.host}")
+        failure: DeliveryError | None = None
         deadline = loop.time() + request.timeout
         for address in request.addresses:
             remaining = deadline - loop.time()
@@ -162,7 +165,9 @@ class AsyncSender:
                     failure = exc  # nothing was sent: the next address may answer
                     continue
             return await self._exchange(loop, connection, key, request)
-        raise failure
+        raise failure or DeliveryError(
+            "connection_error", f"no address to connect to {request.host}"
+        )
 
     async def close(self) -> None:
         if self._sweeping is not None:
@@ -241,7 +246,9 @@ class AsyncSender:
         self._busy.add(connection)
         if self._sweeping is None:
             self._sweeping = loop.call_later(SWEEP_SECONDS, self._sweep, loop)
-        connection.transport.write(_request_bytes(request))
+        connection.transport.write(
+            request.wire if request.wire is not None else request_bytes(request)
+        )
         reader = _ResponseReader(request, request.body_limit)
         deadline = loop.time() + request.timeout
         try:
@@ -305,6 +312,20 @@ class _ResponseReader:
     """Reads one response from a connection's buffer as it fills (taking what it uses out of
     it): the head (1xx responses skipped), then the body by Content-Length, chunks, or up to
     the close; at most `limit` + 1 body bytes are kept, and reading stops there."""
+
+    __slots__ = (
+        "_bodyless_request",
+        "_chunk_state",
+        "_left",
+        "_limit",
+        "_mode",
+        "body",
+        "complete",
+        "head_done",
+        "headers",
+        "keep_alive",
+        "status",
+    )
 
     def __init__(self, request: OutgoingRequest, limit: int) -> None:
         self._bodyless_request = request.method == "HEAD"
@@ -443,17 +464,3 @@ class _ResponseReader:
                     return False
                 del buffer[:2]
                 self._chunk_state = "size"
-
-
-def _request_bytes(request: OutgoingRequest) -> bytes:
-    parts = [f"{request.method} {request.target} HTTP/1.1\r\n"]
-    parts.extend([f"{name}: {value}\r\n" for name, value in request.headers.items()])
-    if "accept-encoding" not in map(str.lower, request.headers):
-        parts.append("Accept-Encoding: identity\r\n")
-    if request.body is not None:
-        parts.append(f"Content-Length: {len(request.body)}\r\n")
-    elif request.method in ("POST", "PUT", "PATCH"):
-        parts.append("Content-Length: 0\r\n")
-    parts.append("\r\n")
-    head = "".join(parts).encode("latin-1")
-    return head + request.body if request.body else head

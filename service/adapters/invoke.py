@@ -100,7 +100,8 @@ class LocalDelivery:
         steps = delivery_steps(event, settings=self.proxy_settings, plan=plan)
         # Off the loop when the guard may look a host name up (planned: a target by name).
         off_loop = plan.first_hop is None if plan is not None else not _names_an_address(event)
-        step: OutgoingRequest | dict[str, Any] = await _advance(steps, None, off_loop)
+        step: OutgoingRequest | dict[str, Any]
+        step = await _advance(steps, None) if off_loop else _step(steps, None)
         while isinstance(step, OutgoingRequest):
             reply: TargetResponse | DeliveryError
             try:
@@ -108,7 +109,7 @@ class LocalDelivery:
             except DeliveryError as exc:
                 reply = exc
             redirect = isinstance(reply, TargetResponse) and reply.status in REDIRECT_STATUSES
-            step = await _advance(steps, reply, off_loop or redirect)
+            step = await _advance(steps, reply) if off_loop or redirect else _step(steps, reply)
         return step
 
     def deliver(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -134,11 +135,10 @@ def _step(
 
 
 async def _advance(
-    steps: DeliverySteps, reply: TargetResponse | DeliveryError | None, off_loop: bool
+    steps: DeliverySteps, reply: TargetResponse | DeliveryError | None
 ) -> OutgoingRequest | dict[str, Any]:
-    if off_loop:
-        return await asyncio.to_thread(_step, steps, reply)
-    return _step(steps, reply)
+    """`_step` in a thread: a step that may look a host name up (the guard)."""
+    return await asyncio.to_thread(_step, steps, reply)
 
 
 def _names_an_address(event: Any) -> bool:
