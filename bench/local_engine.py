@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -220,6 +221,8 @@ def run_ours(port: int, schedules: int, due: int, workers: int) -> dict[str, Any
                 if session.query(LocalFiring).count() == 0:
                     break
     local.stop()
+    engine.dispose()
+    shutil.rmtree(workdir, ignore_errors=True)  # the 100,000-schedule database, after the run
     return {
         "due_at": when.timestamp(),
         "fired": local.stats.delivered,
