@@ -1,10 +1,10 @@
 """Batch create: up to 1,000 tasks in one request, provisioned near the scheduler's quota.
 
-The two phases run for the whole batch: one transaction writes every valid row as
-`provisioning`, schedules are created concurrently, paced by an adaptive rate limiter shared by
-every batch (throttled calls are retried after it slows down), and one transaction marks
-the created rows `scheduled` and removes the rows whose schedule could not be made. Results
-come back per item, in order."""
+The two phases run chunk by chunk: one transaction writes a chunk's valid rows as
+`provisioning`, their schedules are created concurrently, paced by an adaptive rate limiter
+shared by every batch (throttled calls are retried after it slows down; the oldest batch goes
+first), and once they are made one transaction marks the chunk's created rows `scheduled` and
+removes the rows whose schedule could not be made. Results come back per item, in order."""
 
 from __future__ import annotations
 
@@ -186,12 +186,9 @@ def _provision(
 
 
 def _finish_chunk(service: TaskService, items: list[_Item], futures: list[Future[None]]) -> None:
+    """Once the chunk's schedules are made (or refused), its rows follow them."""
     for future in futures:
         future.result()
-    _finish_rows(service, items)
-
-
-def _finish_rows(service: TaskService, items: list[_Item]) -> None:
     made = {i.task.id: i for i in items if i.status == 201 and i.task is not None}
     failed = [i.task.id for i in items if i.task is not None and i.status not in (0, 200, 201)]
     failed = [task_id for task_id in failed if task_id not in made]
